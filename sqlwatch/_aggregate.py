@@ -1,0 +1,150 @@
+"""Per-scope aggregates that grow with distinct fingerprints, not with statements.
+
+Operations and tables are not counted per statement: each fingerprint has one
+operation and one set of tables, so they are summed from the fingerprint
+aggregates when a report is built. The per-statement work is one dict lookup
+and a histogram bucket.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlwatch._capture.call_sites import CallSite, format_call_site
+from sqlwatch._capture.execution import Execution
+from sqlwatch._histogram import LogHistogram
+from sqlwatch.records import FingerprintStats, StatementInfo
+
+__all__ = ["Aggregator", "FingerprintAggregate"]
+
+MAX_FINGERPRINTS = 10_000
+MAX_CALL_SITES = 16
+REPORTED_CALL_SITES = 5
+OVERFLOW_FINGERPRINT = "overflow"
+
+
+class FingerprintAggregate:
+    """Durations are appended raw and folded into the histogram in bulk, which
+    costs a third of bucketing each one as it arrives."""
+
+    __slots__ = ("_unfolded", "call_sites", "histogram", "info")
+
+    FOLD_AT = 512
+
+    def __init__(self, info: StatementInfo) -> None:
+        self.info = info
+        self.histogram = LogHistogram()
+        self.call_sites: dict[CallSite | None, int] = {}
+        self._unfolded: list[int] = []
+
+    def fold(self) -> LogHistogram:
+        durations = self._unfolded
+        if durations:
+            self.histogram.add_many(durations)
+            self._unfolded = []
+        return self.histogram
+
+    @property
+    def count(self) -> int:
+        return self.histogram.count + len(self._unfolded)
+
+    @property
+    def total_ns(self) -> int:
+        return self.fold().total_ns
+
+    def to_stats(self) -> FingerprintStats:
+        info = self.info
+        histogram = self.fold()
+        ranked = sorted(self.call_sites.items(), key=lambda item: -item[1])
+        sites = tuple(
+            text
+            for text in (format_call_site(site) for site, _ in ranked[:REPORTED_CALL_SITES])
+            if text is not None
+        )
+        total_ms = histogram.total_ns / 1e6
+        count = histogram.count
+        return FingerprintStats(
+            fingerprint=info.fingerprint,
+            normalized=info.normalized,
+            operation=info.operation,
+            tables=info.tables,
+            count=count,
+            total_ms=round(total_ms, 4),
+            mean_ms=round(total_ms / count, 4) if count else 0.0,
+            p50_ms=round(histogram.quantile_ns(0.50) / 1e6, 4),
+            p95_ms=round(histogram.quantile_ns(0.95) / 1e6, 4),
+            p99_ms=round(histogram.quantile_ns(0.99) / 1e6, 4),
+            max_ms=round(histogram.max_ns / 1e6, 4),
+            call_sites=sites,
+            histogram=histogram.items(),
+        )
+
+
+_OVERFLOW_INFO = StatementInfo(
+    operation="OTHER",
+    tables=(),
+    fingerprint=OVERFLOW_FINGERPRINT,
+    normalized=f"(statements beyond the first {MAX_FINGERPRINTS} distinct fingerprints)",
+    parse_ok=False,
+)
+
+
+class Aggregator:
+    """Counts and timings of one scope. The caller holds the scope's lock."""
+
+    def __init__(self) -> None:
+        self.query_count = 0
+        self.total_ns = 0
+        self.fingerprints: dict[str, FingerprintAggregate] = {}
+        self.errors: dict[str, int] = {}
+
+    def add_batch(self, executions: list[Execution]) -> None:
+        fingerprints = self.fingerprints
+        total = 0
+        fold_at = FingerprintAggregate.FOLD_AT
+        for _, _, info, _, duration, _, _, _, site, _, error, _, _ in executions:
+            total += duration
+            aggregate = fingerprints.get(info.fingerprint)
+            if aggregate is None:
+                aggregate = self._new_aggregate(info)
+            unfolded = aggregate._unfolded
+            unfolded.append(duration)
+            if len(unfolded) >= fold_at:
+                aggregate.fold()
+            sites = aggregate.call_sites
+            seen = sites.get(site)
+            if seen is not None:
+                sites[site] = seen + 1
+            elif len(sites) < MAX_CALL_SITES:
+                sites[site] = 1
+            if error is not None:
+                self.errors[error.__name__] = self.errors.get(error.__name__, 0) + 1
+        self.query_count += len(executions)
+        self.total_ns += total
+
+    def _new_aggregate(self, info: StatementInfo) -> FingerprintAggregate:
+        if len(self.fingerprints) >= MAX_FINGERPRINTS:
+            info = _OVERFLOW_INFO
+            existing = self.fingerprints.get(OVERFLOW_FINGERPRINT)
+            if existing is not None:
+                return existing
+        aggregate = self.fingerprints[info.fingerprint] = FingerprintAggregate(info)
+        return aggregate
+
+    def contribute(self, fields: dict[str, Any]) -> None:
+        operations: dict[str, int] = {}
+        tables: dict[str, int] = {}
+        for aggregate in self.fingerprints.values():
+            info = aggregate.info
+            operations[info.operation] = operations.get(info.operation, 0) + aggregate.count
+            for table in info.tables:
+                tables[table] = tables.get(table, 0) + aggregate.count
+        ranked = sorted(self.fingerprints.values(), key=lambda a: -a.fold().total_ns)
+        fields.update(
+            query_count=self.query_count,
+            total_query_ms=round(self.total_ns / 1e6, 4),
+            operations=dict(sorted(operations.items(), key=lambda kv: -kv[1])),
+            tables=dict(sorted(tables.items(), key=lambda kv: -kv[1])),
+            fingerprints=tuple(a.to_stats() for a in ranked),
+            errors=dict(self.errors),
+        )

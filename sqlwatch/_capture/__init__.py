@@ -1,0 +1,1 @@
+"""Capture: the only code that touches ``sqlalchemy.event``."""

@@ -1,0 +1,136 @@
+"""Where in the user's code a statement came from.
+
+A statement passes through about fourteen SQLAlchemy frames before it reaches
+the cursor, so the walk is the price of every call site. It stays cheap by
+deciding once per code object whether a frame is "ours" (sqlwatch, SQLAlchemy,
+the standard library) and caching the answer; ``traceback.extract_stack`` would
+cost ten times more. The result is a ``(code, line)`` pair, formatted to text
+only when someone reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from types import FrameType
+from typing import Optional
+
+__all__ = ["CallSite", "find_call_site", "format_call_site", "split_call_site"]
+
+CallSite = tuple[str, int, str]
+"""``(file name, line, function)``: strings cache their hashes, code objects do not."""
+
+
+def _package_dirs() -> tuple[str, ...]:
+    import sqlalchemy
+
+    sqlwatch_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sqlalchemy_dir = os.path.dirname(os.path.abspath(sqlalchemy.__file__))
+    return _with_real_paths({sqlwatch_dir, sqlalchemy_dir})
+
+
+def _stdlib_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return _with_real_paths({paths[key] for key in ("stdlib", "platstdlib") if key in paths})
+
+
+def _with_real_paths(dirs: set[str]) -> tuple[str, ...]:
+    # A venv may reach the same files through a symlinked base interpreter.
+    every = {os.path.abspath(d) for d in dirs} | {os.path.realpath(d) for d in dirs}
+    return tuple(sorted(d + os.sep for d in every))
+
+
+_OUR_DIRS = _package_dirs()
+_STDLIB_DIRS = _stdlib_dirs()
+_THIRD_PARTY_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+_MAX_CACHED = 50_000
+_is_internal_file: dict[str, bool] = {}
+"""Keyed by file name: a ``str`` caches its hash, a code object does not."""
+_formatted: dict[CallSite, str] = {}
+
+
+def _classify(filename: str) -> bool:
+    if filename.startswith(_OUR_DIRS) or filename.startswith("<frozen"):
+        internal = True
+    elif filename.startswith(_STDLIB_DIRS):
+        # Debian installs third-party packages below the stdlib tree: those are
+        # the application's code, not the standard library.
+        internal = not any(marker in filename for marker in _THIRD_PARTY_MARKERS)
+    else:
+        internal = False
+    if len(_is_internal_file) >= _MAX_CACHED:
+        _is_internal_file.clear()
+    _is_internal_file[filename] = internal
+    return internal
+
+
+def find_call_site(depth: int = 2) -> Optional[CallSite]:
+    """The first frame outside sqlwatch, SQLAlchemy and the standard library."""
+    frame: FrameType | None = sys._getframe(depth)
+    cache = _is_internal_file
+    while frame is not None:
+        code = frame.f_code
+        filename = code.co_filename
+        internal = cache.get(filename)
+        if internal is None:
+            internal = _classify(filename)
+        if not internal:
+            return filename, frame.f_lineno, code.co_name
+        frame = frame.f_back
+    return _find_in_parent_greenlet()
+
+
+def _find_in_parent_greenlet() -> Optional[CallSite]:
+    """Continue the walk in the greenlet that awaited the statement.
+
+    With an ``AsyncEngine``, SQLAlchemy runs the sync machinery in a child
+    greenlet whose stack ends at the greenlet's entry point; the user's ``await``
+    is on the parent greenlet's stack.
+    """
+    greenlet_module = sys.modules.get("greenlet")
+    if greenlet_module is None:
+        return None
+    current = greenlet_module.getcurrent()
+    parent = getattr(current, "parent", None)
+    while parent is not None:
+        frame: FrameType | None = parent.gr_frame
+        while frame is not None:
+            code = frame.f_code
+            internal = _is_internal_file.get(code.co_filename)
+            if internal is None:
+                internal = _classify(code.co_filename)
+            if not internal:
+                return code.co_filename, frame.f_lineno, code.co_name
+            frame = frame.f_back
+        parent = getattr(parent, "parent", None)
+    return None
+
+
+def format_call_site(site: Optional[CallSite]) -> Optional[str]:
+    """``"path/to/file.py:42 in func"``, the path relative to the working directory."""
+    if site is None:
+        return None
+    text = _formatted.get(site)
+    if text is None:
+        filename, line, function = site
+        try:
+            relative = os.path.relpath(filename)
+            if not relative.startswith(".."):
+                filename = relative
+        except ValueError:  # another drive on Windows
+            pass
+        text = f"{filename}:{line} in {function}"
+        if len(_formatted) >= _MAX_CACHED:
+            _formatted.clear()
+        _formatted[site] = text
+    return text
+
+
+def split_call_site(text: str) -> tuple[str, int | None, str | None]:
+    """``(path, line, function)`` from a formatted call site, for exporters."""
+    location, _, function = text.partition(" in ")
+    path, _, line = location.rpartition(":")
+    if not path or not line.isdigit():
+        return text, None, function or None
+    return path, int(line), function or None

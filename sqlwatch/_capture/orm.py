@@ -1,0 +1,78 @@
+"""Which ORM loader emitted a statement, from the public ``do_orm_execute`` event.
+
+nplusone patched ``Query.__iter__`` and read attributes SQLAlchemy 2 removed.
+``ORMExecuteState`` says it outright: ``is_relationship_load`` with
+``lazy_loaded_from`` for a lazy load, ``is_column_load`` for a deferred or
+expired column. The answer travels to the cursor listener as an execution
+option, so it is tied to exactly the statement it describes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from sqlwatch._capture.execution import OrmLoad
+from sqlwatch._guard import report_internal_error
+
+__all__ = ["OrmListener", "describe_load"]
+
+ORM_OPTION = "_sqlwatch_orm"
+
+
+def describe_load(state: ORMExecuteState) -> OrmLoad | None:
+    """The loader behind an ORM SELECT, or ``None`` for the application's own queries."""
+    if not state.is_select:
+        return None
+    if state.is_relationship_load:
+        path = state.loader_strategy_path
+        if path is None:
+            return None
+        prop: Any = path.path[-1]
+        attribute = f"{prop.parent.class_.__name__}.{prop.key}"
+        parent = state.lazy_loaded_from
+        if parent is None:
+            return OrmLoad("eager_load", attribute, None, bool(prop.uselist))
+        identity = parent.key if parent.key is not None else id(parent)
+        return OrmLoad("lazy_load", attribute, identity, bool(prop.uselist))
+    if state.is_column_load:
+        refreshed = state.load_options._refresh_state
+        if refreshed is None:
+            return None
+        columns = getattr(state.statement._compile_options, "_only_load_props", None)
+        if not columns:
+            return None  # a full refresh (session.refresh, expired instance)
+        cls_name = refreshed.class_.__name__
+        attribute = ", ".join(f"{cls_name}.{key}" for key in sorted(columns))
+        identity = refreshed.key if refreshed.key is not None else id(refreshed)
+        return OrmLoad("column_load", attribute, identity, False)
+    return None
+
+
+def _on_orm_execute(state: ORMExecuteState) -> None:
+    try:
+        load = describe_load(state)
+        if load is not None:
+            state.update_execution_options(**{ORM_OPTION: load})
+    except Exception as exc:
+        report_internal_error("ORM execute listener", exc)
+
+
+class OrmListener:
+    """One class-level ``Session`` listener, shared by every instrumented engine."""
+
+    def __init__(self) -> None:
+        self.installed = False
+
+    def install(self) -> None:
+        if not self.installed:
+            event.listen(Session, "do_orm_execute", _on_orm_execute)
+            self.installed = True
+
+    def remove(self) -> None:
+        if self.installed:
+            if event.contains(Session, "do_orm_execute", _on_orm_execute):
+                event.remove(Session, "do_orm_execute", _on_orm_execute)
+            self.installed = False

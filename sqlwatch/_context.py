@@ -1,0 +1,54 @@
+"""Which scopes are open in the current thread or asyncio task.
+
+One ``ContextVar`` holds the chain of open scopes, innermost last, with the
+capture needs of the whole chain folded in, so the per-statement listener pays
+one ``ContextVar.get()`` to learn everything. SQLAlchemy's async greenlets
+inherit the awaiting task's context, so ``AsyncEngine`` statements land in the
+scope of the task that awaited them. Scopes restore with tokens, so nesting
+composes and an exception cannot leave a scope open.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+from typing import Any, NamedTuple
+
+__all__ = ["EMPTY_CHAIN", "ScopeChain", "current_chain", "pop_scope", "push_scope"]
+
+
+class ScopeChain(NamedTuple):
+    scopes: tuple[Any, ...]
+    call_sites: bool
+    params: bool
+    sqlcommenter: bool
+    statement_exporters: tuple[Any, ...]
+    slow_ns: float
+    """The lowest ``slow_query_ms`` of the chain, in ns: a statement this slow is
+    processed at once, so its warning is not delayed."""
+
+
+EMPTY_CHAIN = ScopeChain((), False, False, False, (), float("inf"))
+
+current_chain: ContextVar[ScopeChain] = ContextVar("sqlwatch_scopes", default=EMPTY_CHAIN)
+
+
+def push_scope(scope: Any) -> Token[ScopeChain]:
+    chain = current_chain.get()
+    options = scope.options
+    exporters = chain.statement_exporters + tuple(
+        e for e in scope.exporters if e not in chain.statement_exporters
+    )
+    return current_chain.set(
+        ScopeChain(
+            scopes=(*chain.scopes, scope),
+            call_sites=chain.call_sites or options.capture_call_sites,
+            params=chain.params or options.capture_params,
+            sqlcommenter=chain.sqlcommenter or options.sqlcommenter,
+            statement_exporters=exporters,
+            slow_ns=min(chain.slow_ns, options.slow_query_ms * 1e6),
+        )
+    )
+
+
+def pop_scope(token: Token[ScopeChain]) -> None:
+    current_chain.reset(token)

@@ -1,0 +1,111 @@
+"""From captured statements to scopes, in batches.
+
+The listener appends a ``RawExecution`` to one buffer and returns; the buffer
+is processed (analysis, parameter hashing, aggregation, detectors) when it
+holds ``BATCH`` statements, when a statement needs attention now (slow, an
+error, an ORM loader statement that may complete an N+1), and whenever a
+scope is read or closed. The buffer is bounded by ``BATCH``: processing is
+deferred, never dropped. Processing runs under one lock; a re-entrant one,
+because an exporter may itself run SQL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from sqlwatch._capture.execution import Execution, RawExecution
+from sqlwatch._guard import report_internal_error
+
+if TYPE_CHECKING:
+    from sqlwatch.scope import Scope
+
+__all__ = ["PIPELINE", "Pipeline", "param_hash"]
+
+BATCH = 256
+_new_execution = tuple.__new__
+
+
+def param_hash(parameters: Any) -> int:
+    """Tells equal parameter sets apart without keeping the values."""
+    if not parameters:
+        return 0
+    try:
+        if isinstance(parameters, dict):
+            return hash(tuple(parameters.values()))
+        return hash(parameters if isinstance(parameters, tuple) else tuple(parameters))
+    except TypeError:  # a list or dict value (arrays, JSON)
+        return hash(repr(parameters))
+
+
+def process(raw: RawExecution) -> Execution:
+    tracker, sql, params, start, duration, rowcount, batch, site, orm, error, chain = raw
+    keep = params if tracker.options.capture_params or chain.params else None
+    return _new_execution(
+        Execution,
+        (
+            tracker,
+            sql,
+            tracker.analyzer(sql),
+            start,
+            duration,
+            rowcount if rowcount is not None and rowcount >= 0 else None,
+            batch > 0,
+            batch or 1,
+            site,
+            orm,
+            error,
+            -1 if batch else param_hash(params),
+            keep,
+        ),
+    )
+
+
+class Pipeline:
+    def __init__(self) -> None:
+        self.pending: deque[RawExecution] = deque()
+        self.lock = threading.RLock()
+        self.process_scope: Scope | None = None
+
+    def submit(self, raw: RawExecution, urgent: bool) -> None:
+        pending = self.pending
+        pending.append(raw)
+        if urgent or len(pending) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Process everything captured so far (any thread's)."""
+        pending = self.pending
+        if not pending:
+            return
+        with self.lock:
+            popleft = pending.popleft
+            batch: list[Execution] = []
+            by_scope: dict[Scope, list[Execution]] = {}
+            while pending:
+                try:
+                    raw = popleft()
+                except IndexError:
+                    break
+                try:
+                    execution = process(raw)
+                except Exception as exc:
+                    report_internal_error("statement processing", exc)
+                    continue
+                batch.append(execution)
+                for scope in raw.chain.scopes:
+                    by_scope.setdefault(scope, []).append(execution)
+            process_scope = self.process_scope
+            if process_scope is not None:
+                process_scope.add_batch(batch)
+            for scope, executions in by_scope.items():
+                scope.add_batch(executions)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.pending.clear()
+            self.process_scope = None
+
+
+PIPELINE = Pipeline()

@@ -1,0 +1,198 @@
+"""Reports as a terminal table or Markdown (for a PR comment).
+
+Both formats come from one list of sections, so they never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlwatch.report import Report
+
+__all__ = ["Section", "render_markdown", "render_text", "report_sections"]
+
+_SQL_WIDTH = 80
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    headers: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _clip(text: str, width: int = _SQL_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def report_sections(report: Report, *, top: int = 10) -> list[Section]:
+    sections = [
+        Section(
+            "Top statements by total time",
+            ("count", "total ms", "mean ms", "p95 ms", "max ms", "statement"),
+            [
+                (
+                    str(s.count),
+                    _ms(s.total_ms),
+                    _ms(s.mean_ms),
+                    _ms(s.p95_ms),
+                    _ms(s.max_ms),
+                    _clip(s.normalized),
+                )
+                for s in report.fingerprints[:top]
+            ],
+        ),
+        Section(
+            "Slow queries",
+            ("ms", "call site", "statement"),
+            [
+                (_ms(s.duration_ms), s.call_site or "-", _clip(s.normalized))
+                for s in sorted(report.slow_queries, key=lambda s: -s.duration_ms)[:top]
+            ],
+        ),
+        Section(
+            "N+1 queries",
+            ("count", "total ms", "relationship / statement", "call site", "fix"),
+            [
+                (
+                    str(f.count),
+                    _ms(f.total_ms),
+                    f.relationship or _clip(f.normalized, 60),
+                    f.call_site or "-",
+                    f.suggestion,
+                )
+                for f in report.n_plus_one
+            ],
+        ),
+        Section(
+            "Duplicate queries (same SQL, same parameters)",
+            ("count", "call sites", "statement"),
+            [
+                (str(d.count), ", ".join(d.call_sites) or "-", _clip(d.sql))
+                for d in report.duplicates[:top]
+            ],
+        ),
+        Section(
+            "Unused eager loads",
+            ("count", "relationship", "call site"),
+            [
+                (str(u.count), u.relationship, u.call_site or "-")
+                for u in report.unused_eager_loads
+            ],
+        ),
+        Section(
+            "Statements by operation",
+            ("operation", "count"),
+            [(op, str(n)) for op, n in report.operations.items()],
+        ),
+        Section(
+            "Statements by table",
+            ("table", "count"),
+            [(table, str(n)) for table, n in list(report.tables.items())[:top]],
+        ),
+        Section(
+            "Connection pools",
+            ("engine", "pool", "size", "peak", "checkouts", "timeouts", "wait p95", "hold p95"),
+            [
+                (
+                    name,
+                    p.pool_class,
+                    "-" if p.size is None else f"{p.size}+{p.max_overflow or 0}",
+                    str(p.peak_checked_out),
+                    str(p.checkouts),
+                    "-" if p.timeouts is None else str(p.timeouts),
+                    _ms(p.wait_ms.get("p95", 0.0)),
+                    _ms(p.hold_ms.get("p95", 0.0)),
+                )
+                for name, p in report.pools.items()
+            ],
+        ),
+        Section(
+            "Connection leaks",
+            ("kind", "engine", "held ms", "checked out at"),
+            [(k.kind, k.engine, _ms(k.held_ms), k.call_site or "-") for k in report.leaks],
+        ),
+        Section(
+            "Errors",
+            ("error", "count"),
+            [(name, str(n)) for name, n in report.errors.items()],
+        ),
+        Section(
+            "Scopes with the most queries",
+            ("scope", "runs", "queries", "query ms", "N+1"),
+            [
+                (
+                    s.name,
+                    str(s.runs),
+                    str(s.query_count),
+                    _ms(s.total_query_ms),
+                    str(len(s.n_plus_one)),
+                )
+                for s in sorted(report.scopes, key=lambda s: -s.query_count)[:top]
+            ],
+        ),
+    ]
+    sessions = report.sessions
+    if sessions.opened or sessions.unclosed:
+        sections.append(
+            Section(
+                "Sessions",
+                ("opened", "closed", "unclosed", "unclosed created at"),
+                [
+                    (
+                        str(sessions.opened),
+                        str(sessions.closed),
+                        str(sessions.unclosed),
+                        ", ".join(sessions.unclosed_call_sites) or "-",
+                    )
+                ],
+            )
+        )
+    return [s for s in sections if s.rows]
+
+
+def _headline(report: Report) -> str:
+    return (
+        f"{report.query_count} queries in {_ms(report.total_query_ms)} ms "
+        f"(scope {report.name!r}, {_ms(report.duration_ms)} ms, started {report.started_at or '-'})"
+    )
+
+
+def render_text(report: Report, *, top: int = 10) -> str:
+    lines = [f"sqlwatch report: {_headline(report)}"]
+    if report.dropped_statements:
+        lines.append(
+            f"({report.dropped_statements} statements beyond max_statements: aggregated only)"
+        )
+    for section in report_sections(report, top=top):
+        lines.append("")
+        lines.append(section.title)
+        lines.extend(_aligned(section.headers, section.rows))
+    return "\n".join(lines)
+
+
+def _aligned(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def render_markdown(report: Report, *, top: int = 10) -> str:
+    lines = [f"### sqlwatch: {_headline(report)}"]
+    for section in report_sections(report, top=top):
+        lines += ["", f"#### {section.title}", ""]
+        lines.append("| " + " | ".join(section.headers) + " |")
+        lines.append("|" + "|".join("---" for _ in section.headers) + "|")
+        for row in section.rows:
+            cells = [c.replace("|", "\\|") for c in row]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""All of sqlwatch's process-wide state, in one place, with ``reset()``.
+
+The instrumented engines (by ``id`` of the sync engine), the statement
+pipeline with the process-wide scope, and the shared ORM listener. Tests call
+``sqlwatch.reset()`` to start from nothing (structlog's ``reset_defaults``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from sqlwatch._capture.orm import OrmListener
+from sqlwatch._guard import report_internal_error
+from sqlwatch._pipeline import PIPELINE
+
+if TYPE_CHECKING:
+    from sqlwatch._capture.engine import EngineTracker
+    from sqlwatch._capture.execution import RawExecution
+    from sqlwatch.exporters.base import StatementEvent
+
+__all__ = ["STATE", "export_statement"]
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.trackers: dict[int, EngineTracker] = {}
+        self.pipeline = PIPELINE
+        self.orm = OrmListener()
+
+
+STATE = _State()
+
+
+def export_statement(raw: RawExecution, exporters: tuple[Any, ...]) -> None:
+    """Give one statement to the per-statement exporters, in the app's thread."""
+    from sqlwatch.exporters.base import StatementEvent
+
+    event: StatementEvent | None = None
+    for exporter in exporters:
+        try:
+            if exporter.statement_enabled():
+                if event is None:
+                    event = StatementEvent(raw)
+                exporter.on_statement(event)
+        except Exception as exc:
+            report_internal_error(f"exporter {type(exporter).__name__}.on_statement", exc)

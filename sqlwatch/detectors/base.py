@@ -1,0 +1,34 @@
+"""What every detector is: per-scope state fed one statement at a time.
+
+A detector is created by its scope, configured from the scope's options in
+``__init__``, fed each statement in ``__call__`` (under the scope's lock), and
+asked at report time to ``contribute`` its fields. Detectors with no interest
+in statements (leaks come from pool events) set ``per_statement = False`` and
+cost nothing on the hot path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlwatch._capture.execution import Execution
+    from sqlwatch.scope import Scope
+
+__all__ = ["Detector"]
+
+
+class Detector:
+    per_statement = True
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def __call__(self, execution: Execution) -> None:
+        """One statement of the scope (the scope's lock is held)."""
+
+    def close(self) -> None:
+        """The scope is ending: last chance to look at the world (lock not held)."""
+
+    def contribute(self, fields: dict[str, Any]) -> None:
+        """Fill this detector's report fields (the scope's lock is held)."""

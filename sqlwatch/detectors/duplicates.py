@@ -1,0 +1,62 @@
+"""Duplicates: the same SQL with the same parameters, run more than once.
+
+Parameters are compared by hash (taken at capture), so nothing of their values
+is kept unless ``capture_params`` is on. Transaction control is not a caching
+opportunity and is left out; executemany batches never count.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlwatch._analysis import TRANSACTION_CONTROL
+from sqlwatch._capture.call_sites import CallSite, format_call_site
+from sqlwatch._capture.execution import Execution
+from sqlwatch.detectors.base import Detector
+from sqlwatch.records import Duplicate
+
+if TYPE_CHECKING:
+    from sqlwatch.scope import Scope
+
+__all__ = ["Duplicates"]
+
+_MAX_SITES = 5
+
+
+class Duplicates(Detector):
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(scope)
+        self.limit = max(scope.options.max_statements, 1)
+        self.seen: dict[tuple[str, int], list[Any]] = {}
+        """(sql, parameter hash) -> [count, call sites]; at most ``max_statements`` keys."""
+
+    def __call__(self, execution: Execution) -> None:
+        if execution.executemany or execution.info.operation in TRANSACTION_CONTROL:
+            return
+        key = (execution.sql, execution.param_hash)
+        entry = self.seen.get(key)
+        if entry is None:
+            if len(self.seen) < self.limit:
+                self.seen[key] = [1, {execution.call_site: None}]
+            return
+        entry[0] += 1
+        sites: dict[CallSite | None, None] = entry[1]
+        if len(sites) < _MAX_SITES:
+            sites[execution.call_site] = None
+
+    def contribute(self, fields: dict[str, Any]) -> None:
+        by_sql: dict[str, Duplicate] = {}
+        for (sql, _), (count, sites) in self.seen.items():
+            if count < 2:
+                continue
+            texts = tuple(t for t in (format_call_site(s) for s in sites) if t is not None)
+            seen = by_sql.get(sql)
+            if seen is None:
+                by_sql[sql] = Duplicate(sql=sql, count=count, call_sites=texts)
+            else:  # the same SQL repeated with several distinct parameter sets
+                by_sql[sql] = Duplicate(
+                    sql=sql,
+                    count=seen.count + count,
+                    call_sites=tuple(dict.fromkeys(seen.call_sites + texts)),
+                )
+        fields["duplicates"] = tuple(sorted(by_sql.values(), key=lambda d: -d.count))

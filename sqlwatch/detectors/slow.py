@@ -1,0 +1,36 @@
+"""Slow queries: statements at or over ``slow_query_ms``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlwatch._capture.execution import Execution, to_statement
+from sqlwatch.detectors.base import Detector
+
+if TYPE_CHECKING:
+    from sqlwatch.scope import Scope
+
+__all__ = ["SlowQueries"]
+
+
+class SlowQueries(Detector):
+    """Keeps the first ``max_statements`` slow statements and tells the exporters."""
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(scope)
+        self.limit = max(scope.options.max_statements, 1)
+        self.process_wide = scope.process_wide
+        self.threshold_ns = scope.options.slow_query_ms * 1e6
+        self.found: list[Execution] = []
+
+    def __call__(self, execution: Execution) -> None:
+        # the process-wide scope judges each statement by its engine's options
+        threshold_ns = execution.tracker.slow_ns if self.process_wide else self.threshold_ns
+        if execution.duration_ns < threshold_ns:
+            return
+        if len(self.found) < self.limit:
+            self.found.append(execution)
+        self.scope.emit("on_slow_query", to_statement(execution), execution.tracker)
+
+    def contribute(self, fields: dict[str, Any]) -> None:
+        fields["slow_queries"] = tuple(to_statement(e) for e in self.found)

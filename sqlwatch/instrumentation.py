@@ -1,0 +1,168 @@
+"""``instrument()`` and ``uninstrument()``: put sqlwatch on an engine, and take it off.
+
+Listeners are installed once per engine and left in place; what is counted is
+decided per statement by the open scopes (SQLAlchemy warns that listeners
+added after a connection exists are not always seen by it, so attaching per
+test or per request would miss statements).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+
+from sqlwatch._capture.engine import EngineTracker, engine_name
+from sqlwatch._state import STATE, export_statement
+from sqlwatch.config import Options
+from sqlwatch.exporters import resolve_exporters
+from sqlwatch.report import Report
+from sqlwatch.scope import Scope
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = [
+    "ENGINE_EXTENSIONS",
+    "Instrumentation",
+    "instrument",
+    "process_report",
+    "reset",
+    "uninstrument",
+]
+
+PROCESS_DEFAULTS: dict[str, Any] = {
+    "exporters": ("logging",),
+    "detect_unused_eager_loads": False,
+}
+
+ENGINE_EXTENSIONS: list[Callable[[EngineTracker, Engine], None]] = []
+"""Called with each new tracker: components that listen to more than statements
+(the pool tracker) attach here, through ``tracker.listen`` so they come off too."""
+
+
+class Instrumentation:
+    """The handle ``instrument()`` returns: one engine, watched by sqlwatch."""
+
+    def __init__(self, tracker: EngineTracker, engine: Engine | AsyncEngine) -> None:
+        self._tracker = tracker
+        self.engine = engine
+        """The engine given to ``instrument()`` (sync or async)."""
+
+    @property
+    def name(self) -> str:
+        return self._tracker.name
+
+    @property
+    def options(self) -> Options:
+        return self._tracker.options
+
+    def report(self) -> Report:
+        """The process-wide report (all instrumented engines)."""
+        return process_report()
+
+    def uninstrument(self) -> None:
+        uninstrument(self.engine)
+
+    def __repr__(self) -> str:
+        return f"<sqlwatch.Instrumentation {self.name!r}>"
+
+
+def _sync_engine(engine: object) -> Engine:
+    if isinstance(engine, Engine):
+        return engine
+    sync_engine = getattr(engine, "sync_engine", None)  # an AsyncEngine
+    if isinstance(sync_engine, Engine):
+        return sync_engine
+    raise TypeError(
+        "sqlwatch.instrument() needs a SQLAlchemy Engine or AsyncEngine, "
+        f"got {type(engine).__name__}"
+    )
+
+
+_handles: dict[int, Instrumentation] = {}
+
+
+def instrument(
+    engine: Engine | AsyncEngine, *, name: str | None = None, **options: Any
+) -> Instrumentation:
+    """Watch every statement of ``engine``. A second call returns the same handle."""
+    sync_engine = _sync_engine(engine)
+    with STATE.lock:
+        handle = _handles.get(id(sync_engine))
+        if handle is not None and id(sync_engine) in STATE.trackers:
+            return handle
+        parsed = Options.from_kwargs(options, **PROCESS_DEFAULTS)
+        exporters = resolve_exporters(parsed.exporters)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"instrument(name=...) must be a string, got {name!r}")
+        tracker = EngineTracker(
+            sync_engine,
+            name=_unique_name(name or engine_name(sync_engine)),
+            options=parsed,
+            submit=STATE.pipeline.submit,
+            export_statement=export_statement,
+        )
+        tracker.exporters = exporters
+        if STATE.pipeline.process_scope is None:
+            STATE.pipeline.process_scope = Scope(
+                "process", parsed.replace(exporters=()), process_wide=True
+            )
+        tracker.attach()
+        for extension in ENGINE_EXTENSIONS:
+            extension(tracker, sync_engine)
+        STATE.trackers[id(sync_engine)] = tracker
+        STATE.orm.install()
+        handle = _handles[id(sync_engine)] = Instrumentation(tracker, engine)
+        return handle
+
+
+def _unique_name(base: str) -> str:
+    taken = {t.name for t in STATE.trackers.values()}
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}#{n}" in taken:
+        n += 1
+    return f"{base}#{n}"
+
+
+def uninstrument(engine: Engine | AsyncEngine) -> None:
+    """Remove every listener sqlwatch added to ``engine`` and its pool."""
+    sync_engine = _sync_engine(engine)
+    with STATE.lock:
+        tracker = STATE.trackers.pop(id(sync_engine), None)
+        _handles.pop(id(sync_engine), None)
+        if tracker is not None:
+            tracker.detach()
+        if not STATE.trackers:
+            STATE.orm.remove()
+
+
+def tracker_for(engine: Engine | AsyncEngine) -> EngineTracker | None:
+    return STATE.trackers.get(id(_sync_engine(engine)))
+
+
+def process_report() -> Report:
+    """The process-wide report (empty before the first ``instrument()``)."""
+    scope = STATE.pipeline.process_scope
+    if scope is None:
+        return Report()
+    return scope.snapshot()
+
+
+def reset() -> None:
+    """Uninstrument every engine and forget everything sqlwatch has seen."""
+    from sqlwatch._analysis import clear_caches
+    from sqlwatch.exporters import reset_shared_exporters
+
+    with STATE.lock:
+        for engine_id in list(STATE.trackers):
+            tracker = STATE.trackers.pop(engine_id)
+            tracker.detach()
+        _handles.clear()
+        STATE.orm.remove()
+        STATE.pipeline.clear()
+    clear_caches()
+    reset_shared_exporters()

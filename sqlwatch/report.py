@@ -1,0 +1,339 @@
+"""``Report``: everything one scope saw, and its JSON form.
+
+The JSON carries ``schema_version`` so that a report saved by one version of
+sqlwatch can be diffed by another; its JSON Schema ships in the package
+(``sqlwatch/schema/report.schema.json``). ``merge`` is exact for counts and
+percentiles (fingerprints carry their histograms), which is what combining
+pytest-xdist workers needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlwatch._histogram import LogHistogram
+from sqlwatch._version import __version__
+from sqlwatch.records import (
+    Duplicate,
+    FingerprintStats,
+    Leak,
+    NPlusOne,
+    PoolStats,
+    Resources,
+    ScopeSummary,
+    SessionStats,
+    Statement,
+    UnusedEagerLoad,
+    record_from_dict,
+    record_to_dict,
+)
+
+__all__ = ["SCHEMA_VERSION", "Report", "ReportError"]
+
+SCHEMA_VERSION = 1
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class ReportError(ValueError):
+    """A report file that cannot be read: missing, not JSON, or not a report."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """What a scope saw. Fields are as in the SPEC; all have empty defaults."""
+
+    name: str = "process"
+    started_at: str = ""
+    duration_ms: float = 0.0
+    query_count: int = 0
+    total_query_ms: float = 0.0
+    operations: dict[str, int] = field(default_factory=dict)
+    tables: dict[str, int] = field(default_factory=dict)
+    statements: tuple[Statement, ...] = ()
+    dropped_statements: int = 0
+    fingerprints: tuple[FingerprintStats, ...] = ()
+    slow_queries: tuple[Statement, ...] = ()
+    n_plus_one: tuple[NPlusOne, ...] = ()
+    unused_eager_loads: tuple[UnusedEagerLoad, ...] = ()
+    duplicates: tuple[Duplicate, ...] = ()
+    pools: dict[str, PoolStats] = field(default_factory=dict)
+    leaks: tuple[Leak, ...] = ()
+    sessions: SessionStats = field(default_factory=SessionStats)
+    resources: Resources = field(default_factory=Resources)
+    errors: dict[str, int] = field(default_factory=dict)
+    scopes: tuple[ScopeSummary, ...] = ()
+    """Named scopes that ran inside this one: tests, endpoints, named watches."""
+
+    # -- JSON ---------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "sqlwatch_version": __version__,
+        }
+        data.update(record_to_dict(self))
+        for statement in (*data["statements"], *data["slow_queries"]):
+            if statement.get("params") is None:
+                statement.pop("params", None)
+        return data
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Report:
+        if not isinstance(data, Mapping):
+            raise ReportError("not a sqlwatch report: expected a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ReportError(
+                f"not a sqlwatch report of schema version {SCHEMA_VERSION} "
+                f"(schema_version is {version!r})"
+            )
+        try:
+            return record_from_dict(cls, data)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ReportError(f"malformed sqlwatch report: {exc}") from None
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the JSON atomically: a temporary file in the same folder, renamed."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        )
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(self.to_json())
+                handle.write("\n")
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Report:
+        """Read a saved report; any problem is a one-line ``ReportError``."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ReportError(f"report file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ReportError(f"cannot read report file {path}: {exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ReportError(f"{path} is not valid JSON: {exc}") from None
+        try:
+            return cls.from_dict(data)
+        except ReportError as exc:
+            raise ReportError(f"{path}: {exc}") from None
+
+    # -- combining ------------------------------------------------------------
+
+    def merge(self, other: Report) -> Report:
+        """One report covering both: counts add up, percentiles are recomputed."""
+        start, duration = _merged_window(self, other)
+        return Report(
+            name=self.name if self.name == other.name else f"{self.name}+{other.name}",
+            started_at=start,
+            duration_ms=duration,
+            query_count=self.query_count + other.query_count,
+            total_query_ms=round(self.total_query_ms + other.total_query_ms, 4),
+            operations=_add_counts(self.operations, other.operations),
+            tables=_add_counts(self.tables, other.tables),
+            statements=self.statements + other.statements,
+            dropped_statements=self.dropped_statements + other.dropped_statements,
+            fingerprints=_merge_fingerprints(self.fingerprints, other.fingerprints),
+            slow_queries=self.slow_queries + other.slow_queries,
+            n_plus_one=merge_n_plus_one(self.n_plus_one, other.n_plus_one),
+            unused_eager_loads=_merge_unused(self.unused_eager_loads, other.unused_eager_loads),
+            duplicates=_merge_duplicates(self.duplicates, other.duplicates),
+            pools=_merge_pools(self.pools, other.pools),
+            leaks=self.leaks + other.leaks,
+            sessions=SessionStats(
+                opened=self.sessions.opened + other.sessions.opened,
+                closed=self.sessions.closed + other.sessions.closed,
+                unclosed=self.sessions.unclosed + other.sessions.unclosed,
+                unclosed_call_sites=self.sessions.unclosed_call_sites
+                + other.sessions.unclosed_call_sites,
+            ),
+            resources=Resources(
+                rss_start_bytes=self.resources.rss_start_bytes or other.resources.rss_start_bytes,
+                rss_end_bytes=other.resources.rss_end_bytes or self.resources.rss_end_bytes,
+                cpu_s=round(self.resources.cpu_s + other.resources.cpu_s, 6),
+                rss_peak_bytes=max(self.resources.rss_peak_bytes, other.resources.rss_peak_bytes),
+            ),
+            errors=_add_counts(self.errors, other.errors),
+            scopes=merge_scopes(self.scopes, other.scopes),
+        )
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _merged_window(a: Report, b: Report) -> tuple[str, float]:
+    start_a, start_b = _parse_time(a.started_at), _parse_time(b.started_at)
+    if start_a is None or start_b is None:
+        return a.started_at or b.started_at, max(a.duration_ms, b.duration_ms)
+    start = min(start_a, start_b)
+    end = max(
+        start_a.timestamp() + a.duration_ms / 1e3,
+        start_b.timestamp() + b.duration_ms / 1e3,
+    )
+    chosen = a.started_at if start == start_a else b.started_at
+    return chosen, round((end - start.timestamp()) * 1e3, 4)
+
+
+def _add_counts(a: Mapping[_K, int], b: Mapping[_K, int]) -> dict[_K, int]:
+    merged = dict(a)
+    for key, value in b.items():
+        merged[key] = merged.get(key, 0) + value
+    return dict(sorted(merged.items(), key=lambda kv: -kv[1]))
+
+
+def _merge_fingerprints(
+    a: Iterable[FingerprintStats], b: Iterable[FingerprintStats]
+) -> tuple[FingerprintStats, ...]:
+    by_key: dict[str, FingerprintStats] = {}
+    for stats in (*a, *b):
+        seen = by_key.get(stats.fingerprint)
+        by_key[stats.fingerprint] = stats if seen is None else _combine_stats(seen, stats)
+    return tuple(sorted(by_key.values(), key=lambda s: -s.total_ms))
+
+
+def _combine_stats(a: FingerprintStats, b: FingerprintStats) -> FingerprintStats:
+    count = a.count + b.count
+    total = round(a.total_ms + b.total_ms, 4)
+    max_ms = max(a.max_ms, b.max_ms)
+    sites = tuple(dict.fromkeys(a.call_sites + b.call_sites))[:5]
+    if a.histogram and b.histogram:
+        histogram = LogHistogram(a.histogram, max_ns=int(a.max_ms * 1e6))
+        histogram.merge(LogHistogram(b.histogram, max_ns=int(b.max_ms * 1e6)))
+        p50, p95, p99 = (round(histogram.quantile_ns(q) / 1e6, 4) for q in (0.5, 0.95, 0.99))
+        buckets = histogram.items()
+    else:  # reports without histograms: the larger side's percentiles are the best guess
+        larger = a if a.count >= b.count else b
+        p50, p95, p99, buckets = larger.p50_ms, larger.p95_ms, larger.p99_ms, ()
+    return replace(
+        a,
+        count=count,
+        total_ms=total,
+        mean_ms=round(total / count, 4) if count else 0.0,
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+        max_ms=max_ms,
+        call_sites=sites,
+        histogram=buckets,
+    )
+
+
+def merge_n_plus_one(a: Iterable[NPlusOne], b: Iterable[NPlusOne]) -> tuple[NPlusOne, ...]:
+    """Findings of one loop (same fingerprint, call site, relationship) add up."""
+    by_key: dict[tuple[str, str | None, str | None], NPlusOne] = {}
+    for finding in (*a, *b):
+        key = (finding.fingerprint, finding.call_site, finding.relationship)
+        seen = by_key.get(key)
+        by_key[key] = (
+            finding
+            if seen is None
+            else replace(
+                seen,
+                count=seen.count + finding.count,
+                total_ms=round(seen.total_ms + finding.total_ms, 4),
+            )
+        )
+    return tuple(by_key.values())
+
+
+def _merge_unused(
+    a: Iterable[UnusedEagerLoad], b: Iterable[UnusedEagerLoad]
+) -> tuple[UnusedEagerLoad, ...]:
+    by_key: dict[tuple[str, str | None], UnusedEagerLoad] = {}
+    for item in (*a, *b):
+        key = (item.relationship, item.call_site)
+        seen = by_key.get(key)
+        by_key[key] = item if seen is None else replace(seen, count=seen.count + item.count)
+    return tuple(by_key.values())
+
+
+def _merge_duplicates(a: Iterable[Duplicate], b: Iterable[Duplicate]) -> tuple[Duplicate, ...]:
+    by_sql: dict[str, Duplicate] = {}
+    for item in (*a, *b):
+        seen = by_sql.get(item.sql)
+        by_sql[item.sql] = (
+            item
+            if seen is None
+            else replace(
+                seen,
+                count=seen.count + item.count,
+                call_sites=tuple(dict.fromkeys(seen.call_sites + item.call_sites)),
+            )
+        )
+    return tuple(sorted(by_sql.values(), key=lambda d: -d.count))
+
+
+def _merge_pools(a: Mapping[str, PoolStats], b: Mapping[str, PoolStats]) -> dict[str, PoolStats]:
+    merged = dict(a)
+    for name, stats in b.items():
+        seen = merged.get(name)
+        merged[name] = stats if seen is None else _combine_pools(seen, stats)
+    return merged
+
+
+def _combine_pools(a: PoolStats, b: PoolStats) -> PoolStats:
+    def worst(x: Mapping[str, float], y: Mapping[str, float]) -> dict[str, float]:
+        return {key: max(x.get(key, 0.0), y.get(key, 0.0)) for key in ("p50", "p95", "max")}
+
+    return replace(
+        a,
+        checked_out=a.checked_out + b.checked_out,
+        peak_checked_out=max(a.peak_checked_out, b.peak_checked_out),
+        checkouts=a.checkouts + b.checkouts,
+        checkins=a.checkins + b.checkins,
+        connects=a.connects + b.connects,
+        invalidations=a.invalidations + b.invalidations,
+        timeouts=None
+        if a.timeouts is None and b.timeouts is None
+        else (a.timeouts or 0) + (b.timeouts or 0),
+        wait_ms=worst(a.wait_ms, b.wait_ms),
+        hold_ms=worst(a.hold_ms, b.hold_ms),
+    )
+
+
+def merge_scopes(a: Iterable[ScopeSummary], b: Iterable[ScopeSummary]) -> tuple[ScopeSummary, ...]:
+    """Scopes of one name add up (their per-run percentiles take the worse side)."""
+    by_name: dict[str, ScopeSummary] = {}
+    for item in (*a, *b):
+        seen = by_name.get(item.name)
+        if seen is None:
+            by_name[item.name] = item
+            continue
+        by_name[item.name] = replace(
+            seen,
+            runs=seen.runs + item.runs,
+            query_count=seen.query_count + item.query_count,
+            total_query_ms=round(seen.total_query_ms + item.total_query_ms, 4),
+            duration_ms=round(seen.duration_ms + item.duration_ms, 4),
+            queries_per_run={
+                key: max(seen.queries_per_run.get(key, 0.0), item.queries_per_run.get(key, 0.0))
+                for key in ("p50", "p95", "max")
+            },
+            n_plus_one=merge_n_plus_one(seen.n_plus_one, item.n_plus_one),
+        )
+    return tuple(by_name.values())

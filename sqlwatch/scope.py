@@ -1,0 +1,256 @@
+"""Scopes: the unit everything is counted in.
+
+A scope is a ``watch()``, a test, a request, or the process-wide scope that
+``instrument()`` opens. Capture hands each statement to every open scope of the
+current context (``sqlwatch._context``) and to the process-wide scope; each
+scope aggregates under its own lock and runs its detectors. Exporter calls are
+collected under the lock and made after it is released, so an exporter that
+itself runs SQL cannot deadlock its scope.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from time import perf_counter_ns
+from typing import Any
+
+from sqlwatch._aggregate import Aggregator
+from sqlwatch._capture.execution import (
+    Execution,
+    epoch_ns_to_iso,
+    perf_to_epoch_ns,
+    to_statement,
+)
+from sqlwatch._guard import report_internal_error
+from sqlwatch._histogram import LogHistogram
+from sqlwatch._pipeline import PIPELINE
+from sqlwatch.config import Options
+from sqlwatch.detectors import DETECTORS
+from sqlwatch.exporters import resolve_exporters
+from sqlwatch.records import Resources, ScopeSummary
+from sqlwatch.report import Report, merge_n_plus_one
+
+__all__ = ["Scope"]
+
+MAX_CHILD_SCOPES = 10_000
+
+
+class _Resources:
+    """RSS and CPU time at scope start; psutil loads on first use."""
+
+    _process: Any = None
+
+    def __init__(self) -> None:
+        self.rss_start = self.rss()
+        self.cpu_start = time.process_time()
+
+    @classmethod
+    def rss(cls) -> int:
+        if cls._process is None:
+            import psutil
+
+            cls._process = psutil.Process()
+        return int(cls._process.memory_info().rss)
+
+    def snapshot(self, peak: int) -> Resources:
+        rss_end = self.rss()
+        return Resources(
+            rss_start_bytes=self.rss_start,
+            rss_end_bytes=rss_end,
+            cpu_s=round(time.process_time() - self.cpu_start, 6),
+            rss_peak_bytes=max(peak, rss_end, self.rss_start),
+        )
+
+
+class _ChildScopes:
+    """Named scopes that closed inside this one, aggregated by name."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, dict[str, Any]] = {}
+
+    def add(self, report: Report) -> None:
+        entry = self.by_name.get(report.name)
+        if entry is None:
+            if len(self.by_name) >= MAX_CHILD_SCOPES:
+                return
+            entry = self.by_name[report.name] = {
+                "runs": 0,
+                "query_count": 0,
+                "total_query_ms": 0.0,
+                "duration_ms": 0.0,
+                "per_run": LogHistogram(),
+                "n_plus_one": (),
+            }
+        entry["runs"] += 1
+        entry["query_count"] += report.query_count
+        entry["total_query_ms"] += report.total_query_ms
+        entry["duration_ms"] += report.duration_ms
+        entry["per_run"].add(max(report.query_count, 1) if report.query_count else 0)
+        entry["n_plus_one"] = merge_n_plus_one(entry["n_plus_one"], report.n_plus_one)
+
+    def summaries(self) -> tuple[ScopeSummary, ...]:
+        result = []
+        for name, entry in self.by_name.items():
+            per_run: LogHistogram = entry["per_run"]
+            result.append(
+                ScopeSummary(
+                    name=name,
+                    runs=entry["runs"],
+                    query_count=entry["query_count"],
+                    total_query_ms=round(entry["total_query_ms"], 4),
+                    duration_ms=round(entry["duration_ms"], 4),
+                    queries_per_run={
+                        "p50": round(per_run.quantile_ns(0.5)),
+                        "p95": round(per_run.quantile_ns(0.95)),
+                        "max": per_run.max_ns,
+                    },
+                    n_plus_one=entry["n_plus_one"],
+                )
+            )
+        return tuple(result)
+
+
+class Scope:
+    """Aggregation and detection for one scope. Internal: users hold a ``Watch``."""
+
+    def __init__(
+        self,
+        name: str,
+        options: Options,
+        *,
+        engine_ids: Iterable[int] | None = None,
+        process_wide: bool = False,
+        track_resources: bool = True,
+    ) -> None:
+        self.name = name
+        self.options = options
+        self.process_wide = process_wide
+        self.exporters = resolve_exporters(options.exporters)
+        self.engine_ids = frozenset(engine_ids) if engine_ids is not None else None
+        self.start_ns = perf_counter_ns()
+        self.end_ns: int | None = None
+        self.closed = False
+        self.rss_peak = 0
+        self.extensions: dict[str, Any] = {}
+        """Per-scope state of components that are not detectors, by name."""
+        self._lock = threading.Lock()
+        self._aggregator = Aggregator()
+        self._kept: list[Execution] = []
+        self._max_kept = options.max_statements
+        self._dropped = 0
+        self._children = _ChildScopes()
+        self._outbox: list[tuple[str, Any, Any]] | None = None
+        self._resources = _Resources() if track_resources else None
+        self.detectors = [factory(self) for factory in DETECTORS]
+        self._per_statement = tuple(d for d in self.detectors if d.per_statement)
+
+    # -- feeding ------------------------------------------------------------
+
+    def add_batch(self, executions: list[Execution]) -> None:
+        """Statements in the order they ran (called by the pipeline)."""
+        if self.closed:
+            return  # a task that outlived its watch
+        engine_ids = self.engine_ids
+        if engine_ids is not None:
+            executions = [e for e in executions if e.tracker.engine_id in engine_ids]
+        with self._lock:
+            self._aggregator.add_batch(executions)
+            room = self._max_kept - len(self._kept)
+            if room >= len(executions):
+                self._kept.extend(executions)
+            else:
+                self._kept.extend(executions[: max(room, 0)])
+                self._dropped += len(executions) - max(room, 0)
+            for detector in self._per_statement:
+                for execution in executions:
+                    detector(execution)
+            outbox, self._outbox = self._outbox, None
+        if outbox:
+            self._deliver(outbox)
+
+    def options_for(self, execution: Execution) -> Options:
+        """The options that judge a statement: the engine's, in the process-wide scope."""
+        return execution.tracker.options if self.process_wide else self.options
+
+    def emit(self, hook: str, payload: Any, tracker: Any) -> None:
+        """Queue an exporter call; made once the scope's lock is released."""
+        if self._outbox is None:
+            self._outbox = []
+        self._outbox.append((hook, payload, tracker))
+
+    def emit_now(self, hook: str, payload: Any, tracker: Any) -> None:
+        """Call exporters at once (for callers that do not hold the lock)."""
+        self._deliver([(hook, payload, tracker)])
+
+    def _deliver(self, outbox: list[tuple[str, Any, Any]]) -> None:
+        for hook, payload, tracker in outbox:
+            exporters = (
+                tracker.exporters if self.process_wide and tracker is not None else self.exporters
+            )
+            for exporter in exporters:
+                try:
+                    getattr(exporter, hook)(payload, self.name)
+                except Exception as exc:
+                    report_internal_error(f"exporter {type(exporter).__name__}.{hook}", exc)
+
+    def add_child(self, report: Report) -> None:
+        with self._lock:
+            self._children.add(report)
+
+    def locked(self) -> threading.Lock:
+        return self._lock
+
+    # -- reading ------------------------------------------------------------
+
+    @property
+    def query_count(self) -> int:
+        PIPELINE.flush()
+        return self._aggregator.query_count
+
+    def executions(self) -> list[Execution]:
+        PIPELINE.flush()
+        with self._lock:
+            return list(self._kept)
+
+    def snapshot(self) -> Report:
+        PIPELINE.flush()
+        end = self.end_ns if self.end_ns is not None else perf_counter_ns()
+        with self._lock:
+            fields: dict[str, Any] = {
+                "name": self.name,
+                "started_at": epoch_ns_to_iso(perf_to_epoch_ns(self.start_ns)),
+                "duration_ms": round((end - self.start_ns) / 1e6, 4),
+                "statements": tuple(to_statement(e) for e in self._kept),
+                "dropped_statements": self._dropped,
+            }
+            self._aggregator.contribute(fields)
+            for detector in self.detectors:
+                detector.contribute(fields)
+            if self._children.by_name:
+                fields["scopes"] = self._children.summaries()
+        if self._resources is not None:
+            fields["resources"] = self._resources.snapshot(self.rss_peak)
+        return Report(**fields)
+
+    def close(self) -> Report:
+        PIPELINE.flush()
+        self.closed = True
+        for detector in self.detectors:
+            try:
+                detector.close()
+            except Exception as exc:
+                report_internal_error(f"detector {type(detector).__name__}.close", exc)
+        with self._lock:
+            outbox, self._outbox = self._outbox, None
+        if outbox:
+            self._deliver(outbox)
+        self.end_ns = perf_counter_ns()
+        report = self.snapshot()
+        for exporter in self.exporters:
+            try:
+                exporter.on_scope_end(report)
+            except Exception as exc:
+                report_internal_error(f"exporter {type(exporter).__name__}.on_scope_end", exc)
+        return report

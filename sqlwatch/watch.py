@@ -1,0 +1,207 @@
+"""``watch()``: count what one block of code does to the database.
+
+A ``Watch`` is a context manager (``with`` / ``async with``) and a decorator
+(sync and async functions). It sees the statements of its own thread or
+asyncio task only; nested watches each see the statements of the inner one.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from contextvars import Token
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from sqlwatch._capture.execution import to_statement
+from sqlwatch._context import ScopeChain, current_chain, pop_scope, push_scope
+from sqlwatch._state import STATE
+from sqlwatch.config import Options
+from sqlwatch.records import NPlusOne, Statement
+from sqlwatch.report import Report
+from sqlwatch.scope import Scope
+
+__all__ = ["Watch", "watch"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+WATCH_DEFAULTS: dict[str, Any] = {"detect_unused_eager_loads": True, "exporters": ()}
+
+SCOPE_HOOKS: list[Callable[[Scope, str], None]] = []
+"""Called with ``(scope, "open" | "close")`` around every watch: components that
+follow more than statements (pool checkouts, sessions) hook in here."""
+
+
+class Watch:
+    """The statements one block of code ran, and what sqlwatch found in them."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        engines: Iterable[Any] | None = None,
+        **options: Any,
+    ) -> None:
+        self.name = name
+        self.options = Options.from_kwargs(options, **WATCH_DEFAULTS)
+        self._engine_ids = _engine_ids(engines)
+        self._scope: Scope | None = None
+        self._token: Token[ScopeChain] | None = None
+        self._final: Report | None = None
+
+    # -- context manager ----------------------------------------------------
+
+    def __enter__(self) -> Watch:
+        if self._token is not None:
+            raise RuntimeError("this watch is already open; create a new watch() to nest")
+        self._final = None
+        scope = Scope(self.name or "watch", self.options, engine_ids=self._engine_ids)
+        self._scope = scope
+        self._token = push_scope(scope)
+        for hook in SCOPE_HOOKS:
+            hook(scope, "open")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    async def __aenter__(self) -> Watch:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        scope, token = self._scope, self._token
+        if scope is None or token is None:
+            return
+        self._token = None
+        pop_scope(token)
+        for hook in SCOPE_HOOKS:
+            hook(scope, "close")
+        report = scope.close()
+        self._final = report
+        if self.name is not None:
+            for outer in current_chain.get().scopes:
+                outer.add_child(report)
+            process = STATE.pipeline.process_scope
+            if process is not None:
+                process.add_child(report)
+
+    # -- decorator ----------------------------------------------------------
+
+    def __call__(self, fn: F) -> F:
+        """Watch every call of ``fn``; ``.report`` holds the latest call's."""
+        name = self.name or getattr(fn, "__qualname__", None) or "watch"
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                inner = self._fresh(name)
+                async with inner:
+                    try:
+                        return await fn(*args, **kwargs)
+                    finally:
+                        self._latest = inner
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            inner = self._fresh(name)
+            with inner:
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self._latest = inner
+
+        return cast(F, wrapper)
+
+    def _fresh(self, name: str) -> Watch:
+        inner = Watch.__new__(Watch)
+        inner.name = name
+        inner.options = self.options
+        inner._engine_ids = self._engine_ids
+        inner._scope = None
+        inner._token = None
+        inner._final = None
+        return inner
+
+    _latest: Watch | None = None
+
+    # -- results ------------------------------------------------------------
+
+    def _current(self) -> Watch:
+        return self._latest if self._scope is None and self._latest is not None else self
+
+    @property
+    def report(self) -> Report:
+        """A live snapshot while the watch is open; the final report after it."""
+        target = self._current()
+        if target._final is not None:
+            return target._final
+        if target._scope is None:
+            return Report(name=self.name or "watch")
+        return target._scope.snapshot()
+
+    @property
+    def queries(self) -> list[Statement]:
+        target = self._current()
+        if target._final is not None:
+            return list(target._final.statements)
+        if target._scope is None:
+            return []
+        return [to_statement(e) for e in target._scope.executions()]
+
+    @property
+    def query_count(self) -> int:
+        target = self._current()
+        if target._final is not None:
+            return target._final.query_count
+        return target._scope.query_count if target._scope is not None else 0
+
+    @property
+    def n_plus_one(self) -> list[NPlusOne]:
+        return list(self.report.n_plus_one)
+
+    @property
+    def scope(self) -> Scope | None:
+        """The internal scope while open (integrations use it)."""
+        return self._scope
+
+    def __repr__(self) -> str:
+        state = "open" if self._token is not None else "closed"
+        return f"<sqlwatch.Watch {self.name or 'watch'!r} {state} queries={self.query_count}>"
+
+
+def _engine_ids(engines: Iterable[Any] | None) -> frozenset[int] | None:
+    if engines is None:
+        return None
+    from sqlwatch.instrumentation import _sync_engine, instrument, tracker_for
+
+    if not isinstance(engines, Iterable) or isinstance(engines, (str, bytes)):
+        engines = [engines]
+    ids = set()
+    for engine in engines:
+        if tracker_for(engine) is None:
+            instrument(engine, exporters=())
+        ids.add(id(_sync_engine(engine)))
+    return frozenset(ids)
+
+
+def watch(
+    name: str | None = None, *, engines: Iterable[Any] | None = None, **options: Any
+) -> Watch:
+    """A scope around a block of code or a function: see ``Watch``."""
+    return Watch(name, engines=engines, **options)
