@@ -42,6 +42,15 @@ def param_hash(parameters: Any) -> int:
 def process(raw: RawExecution) -> Execution:
     tracker, sql, params, start, duration, rowcount, batch, site, orm, error, chain = raw
     keep = params if tracker.options.capture_params or chain.params else None
+    if batch:
+        hashed = -1
+    elif type(params) is tuple:
+        try:
+            hashed = hash(params)
+        except TypeError:
+            hashed = param_hash(params)
+    else:
+        hashed = param_hash(params)
     return _new_execution(
         Execution,
         (
@@ -56,7 +65,7 @@ def process(raw: RawExecution) -> Execution:
             site,
             orm,
             error,
-            -1 if batch else param_hash(params),
+            hashed,
             keep,
         ),
     )

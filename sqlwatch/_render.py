@@ -160,7 +160,8 @@ def report_sections(report: Report, *, top: int = 10) -> list[Section]:
 def _headline(report: Report) -> str:
     return (
         f"{report.query_count} queries in {_ms(report.total_query_ms)} ms "
-        f"(scope {report.name!r}, {_ms(report.duration_ms)} ms, started {report.started_at or '-'})"
+        f"(scope {report.name!r}, {_ms(report.duration_ms)} ms, "
+        f"started {report.started_at or '-'})"
     )
 
 
@@ -181,7 +182,7 @@ def _aligned(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
     return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 

@@ -41,12 +41,14 @@ class Options:
         _check_bool("detect_unused_eager_loads", self.detect_unused_eager_loads)
         _check_number("span_min_duration_ms", self.span_min_duration_ms, minimum=0.0)
         _check_bool("sqlcommenter", self.sqlcommenter)
-        if isinstance(self.ignore, str) or not all(isinstance(p, str) for p in self.ignore):
+        ignore: object = self.ignore  # users may pass anything: check at run time
+        if isinstance(ignore, str) or not all(isinstance(p, str) for p in self.ignore):
             raise ValueError(
                 "option 'ignore' must be a sequence of strings (relationship names, "
                 f"table names or call-site globs), got {self.ignore!r}"
             )
-        if isinstance(self.exporters, str):
+        exporters: object = self.exporters
+        if isinstance(exporters, str):
             raise ValueError(
                 "option 'exporters' must be a sequence, e.g. exporters=('logging',); "
                 f"got the string {self.exporters!r}"

@@ -101,7 +101,7 @@ def instrument(
             sync_engine,
             name=_unique_name(name or engine_name(sync_engine)),
             options=parsed,
-            submit=STATE.pipeline.submit,
+            pipeline=STATE.pipeline,
             export_statement=export_statement,
         )
         tracker.exporters = exporters

@@ -246,7 +246,7 @@ def _from_jsonable(hint: Any, value: Any) -> Any:
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_from_jsonable(args[0], v) for v in value)
-        return tuple(_from_jsonable(a, v) for a, v in zip(args, value))
+        return tuple(_from_jsonable(a, v) for a, v in zip(args, value, strict=False))
     if origin is dict:
         return {k: _from_jsonable(args[1], v) for k, v in value.items()}
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):

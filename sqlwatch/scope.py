@@ -10,6 +10,7 @@ itself runs SQL cannot deadlock its scope.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -24,7 +25,6 @@ from sqlwatch._capture.execution import (
     to_statement,
 )
 from sqlwatch._guard import report_internal_error
-from sqlwatch._histogram import LogHistogram
 from sqlwatch._pipeline import PIPELINE
 from sqlwatch.config import Options
 from sqlwatch.detectors import DETECTORS
@@ -35,6 +35,26 @@ from sqlwatch.report import Report, merge_n_plus_one
 __all__ = ["Scope"]
 
 MAX_CHILD_SCOPES = 10_000
+MAX_DISTINCT_COUNTS = 1_000
+
+
+def _count_percentiles(frequencies: dict[int, int]) -> dict[str, float]:
+    """Exact p50/p95/max of per-run query counts (nearest rank)."""
+    if not frequencies:
+        return {"p50": 0.0, "p95": 0.0, "max": 0.0}
+    total = sum(frequencies.values())
+    ordered = sorted(frequencies.items())
+
+    def rank(q: float) -> float:
+        target = max(1, math.ceil(q * total))
+        seen = 0
+        for value, n in ordered:
+            seen += n
+            if seen >= target:
+                return float(value)
+        return float(ordered[-1][0])
+
+    return {"p50": rank(0.5), "p95": rank(0.95), "max": float(ordered[-1][0])}
 
 
 class _Resources:
@@ -80,20 +100,21 @@ class _ChildScopes:
                 "query_count": 0,
                 "total_query_ms": 0.0,
                 "duration_ms": 0.0,
-                "per_run": LogHistogram(),
+                "per_run": {},
                 "n_plus_one": (),
             }
         entry["runs"] += 1
         entry["query_count"] += report.query_count
         entry["total_query_ms"] += report.total_query_ms
         entry["duration_ms"] += report.duration_ms
-        entry["per_run"].add(max(report.query_count, 1) if report.query_count else 0)
+        per_run: dict[int, int] = entry["per_run"]
+        if report.query_count in per_run or len(per_run) < MAX_DISTINCT_COUNTS:
+            per_run[report.query_count] = per_run.get(report.query_count, 0) + 1
         entry["n_plus_one"] = merge_n_plus_one(entry["n_plus_one"], report.n_plus_one)
 
     def summaries(self) -> tuple[ScopeSummary, ...]:
         result = []
         for name, entry in self.by_name.items():
-            per_run: LogHistogram = entry["per_run"]
             result.append(
                 ScopeSummary(
                     name=name,
@@ -101,11 +122,7 @@ class _ChildScopes:
                     query_count=entry["query_count"],
                     total_query_ms=round(entry["total_query_ms"], 4),
                     duration_ms=round(entry["duration_ms"], 4),
-                    queries_per_run={
-                        "p50": round(per_run.quantile_ns(0.5)),
-                        "p95": round(per_run.quantile_ns(0.95)),
-                        "max": per_run.max_ns,
-                    },
+                    queries_per_run=_count_percentiles(entry["per_run"]),
                     n_plus_one=entry["n_plus_one"],
                 )
             )
@@ -164,8 +181,7 @@ class Scope:
                 self._kept.extend(executions[: max(room, 0)])
                 self._dropped += len(executions) - max(room, 0)
             for detector in self._per_statement:
-                for execution in executions:
-                    detector(execution)
+                detector.batch(executions)
             outbox, self._outbox = self._outbox, None
         if outbox:
             self._deliver(outbox)

@@ -14,7 +14,6 @@ import os
 import sys
 import sysconfig
 from types import FrameType
-from typing import Optional
 
 __all__ = ["CallSite", "find_call_site", "format_call_site", "split_call_site"]
 
@@ -51,7 +50,7 @@ _formatted: dict[CallSite, str] = {}
 
 
 def _classify(filename: str) -> bool:
-    if filename.startswith(_OUR_DIRS) or filename.startswith("<frozen"):
+    if filename.startswith((*_OUR_DIRS, "<frozen")):
         internal = True
     elif filename.startswith(_STDLIB_DIRS):
         # Debian installs third-party packages below the stdlib tree: those are
@@ -65,7 +64,7 @@ def _classify(filename: str) -> bool:
     return internal
 
 
-def find_call_site(depth: int = 2) -> Optional[CallSite]:
+def find_call_site(depth: int = 2) -> CallSite | None:
     """The first frame outside sqlwatch, SQLAlchemy and the standard library."""
     frame: FrameType | None = sys._getframe(depth)
     cache = _is_internal_file
@@ -81,7 +80,7 @@ def find_call_site(depth: int = 2) -> Optional[CallSite]:
     return _find_in_parent_greenlet()
 
 
-def _find_in_parent_greenlet() -> Optional[CallSite]:
+def _find_in_parent_greenlet() -> CallSite | None:
     """Continue the walk in the greenlet that awaited the statement.
 
     With an ``AsyncEngine``, SQLAlchemy runs the sync machinery in a child
@@ -107,7 +106,7 @@ def _find_in_parent_greenlet() -> Optional[CallSite]:
     return None
 
 
-def format_call_site(site: Optional[CallSite]) -> Optional[str]:
+def format_call_site(site: CallSite | None) -> str | None:
     """``"path/to/file.py:42 in func"``, the path relative to the working directory."""
     if site is None:
         return None

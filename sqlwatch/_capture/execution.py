@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlwatch._capture.call_sites import CallSite, format_call_site
 from sqlwatch.records import Statement, StatementInfo
@@ -69,12 +69,12 @@ class RawExecution(NamedTuple):
     ``capture_params``)."""
     start_ns: int
     duration_ns: int
-    rowcount: Optional[int]
+    rowcount: int | None
     batch_size: int
     """0 for a single execution; the number of parameter sets for executemany."""
-    call_site: Optional[CallSite]
-    orm: Optional[OrmLoad]
-    error: Optional[type[BaseException]]
+    call_site: CallSite | None
+    orm: OrmLoad | None
+    error: type[BaseException] | None
     chain: Any
     """The ``ScopeChain`` that was current when the statement ran."""
 
@@ -91,12 +91,12 @@ class Execution(NamedTuple):
     start_ns: int
     """``perf_counter_ns`` at the start of the cursor call."""
     duration_ns: int
-    rowcount: Optional[int]
+    rowcount: int | None
     executemany: bool
     batch_size: int
-    call_site: Optional[CallSite]
-    orm: Optional[OrmLoad]
-    error: Optional[type[BaseException]]
+    call_site: CallSite | None
+    orm: OrmLoad | None
+    error: type[BaseException] | None
     param_hash: int
     params: Any
     """Only with ``capture_params``; otherwise ``None``."""
@@ -106,7 +106,7 @@ class Execution(NamedTuple):
         return self.duration_ns / 1e6
 
     @property
-    def call_site_text(self) -> Optional[str]:
+    def call_site_text(self) -> str | None:
         return format_call_site(self.call_site)
 
 

@@ -38,7 +38,7 @@ def describe_load(state: ORMExecuteState) -> OrmLoad | None:
         identity = parent.key if parent.key is not None else id(parent)
         return OrmLoad("lazy_load", attribute, identity, bool(prop.uselist))
     if state.is_column_load:
-        refreshed = state.load_options._refresh_state
+        refreshed: Any = state.load_options._refresh_state
         if refreshed is None:
             return None
         columns = getattr(state.statement._compile_options, "_only_load_props", None)

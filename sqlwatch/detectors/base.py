@@ -1,7 +1,8 @@
 """What every detector is: per-scope state fed one statement at a time.
 
 A detector is created by its scope, configured from the scope's options in
-``__init__``, fed each statement in ``__call__`` (under the scope's lock), and
+``__init__``, fed each statement in ``__call__`` or each batch in ``batch`` (under the
+scope's lock), and
 asked at report time to ``contribute`` its fields. Detectors with no interest
 in statements (leaks come from pool events) set ``per_statement = False`` and
 cost nothing on the hot path.
@@ -26,6 +27,15 @@ class Detector:
 
     def __call__(self, execution: Execution) -> None:
         """One statement of the scope (the scope's lock is held)."""
+
+    def batch(self, executions: list[Execution]) -> None:
+        """Statements in the order they ran (the scope's lock is held).
+
+        Override it instead of ``__call__`` where a loop of your own saves the
+        per-statement call: the pipeline hands statements over in batches.
+        """
+        for execution in executions:
+            self(execution)
 
     def close(self) -> None:
         """The scope is ending: last chance to look at the world (lock not held)."""

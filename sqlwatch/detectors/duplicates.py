@@ -7,6 +7,7 @@ opportunity and is left out; executemany batches never count.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlwatch._analysis import TRANSACTION_CONTROL
@@ -21,32 +22,40 @@ if TYPE_CHECKING:
 __all__ = ["Duplicates"]
 
 _MAX_SITES = 5
+_FIELDS = itemgetter(1, 2, 8, 11)
+"""sql, info, call_site, param_hash of an ``Execution``, picked in C."""
 
 
 class Duplicates(Detector):
     def __init__(self, scope: Scope) -> None:
         super().__init__(scope)
         self.limit = max(scope.options.max_statements, 1)
-        self.seen: dict[tuple[str, int], list[Any]] = {}
-        """(sql, parameter hash) -> [count, call sites]; at most ``max_statements`` keys."""
+        self.seen: dict[int, list[Any]] = {}
+        """hash of (sql, parameter hash) -> [sql, count, call sites]; at most
+        ``max_statements`` keys. An int key keeps the per-statement lookup cheap."""
 
     def __call__(self, execution: Execution) -> None:
-        if execution.executemany or execution.info.operation in TRANSACTION_CONTROL:
-            return
-        key = (execution.sql, execution.param_hash)
-        entry = self.seen.get(key)
-        if entry is None:
-            if len(self.seen) < self.limit:
-                self.seen[key] = [1, {execution.call_site: None}]
-            return
-        entry[0] += 1
-        sites: dict[CallSite | None, None] = entry[1]
-        if len(sites) < _MAX_SITES:
-            sites[execution.call_site] = None
+        self.batch([execution])
+
+    def batch(self, executions: list[Execution]) -> None:
+        seen = self.seen
+        for sql, info, site, hashed in map(_FIELDS, executions):
+            if hashed == -1 or info.operation in TRANSACTION_CONTROL:
+                continue
+            key = hash(sql) ^ hashed
+            entry = seen.get(key)
+            if entry is None:
+                if len(seen) < self.limit:
+                    seen[key] = [sql, 1, {site: None}]
+                continue
+            entry[1] += 1
+            sites: dict[CallSite | None, None] = entry[2]
+            if len(sites) < _MAX_SITES:
+                sites[site] = None
 
     def contribute(self, fields: dict[str, Any]) -> None:
         by_sql: dict[str, Duplicate] = {}
-        for (sql, _), (count, sites) in self.seen.items():
+        for sql, count, sites in self.seen.values():
             if count < 2:
                 continue
             texts = tuple(t for t in (format_call_site(s) for s in sites) if t is not None)

@@ -23,6 +23,17 @@ class SlowQueries(Detector):
         self.threshold_ns = scope.options.slow_query_ms * 1e6
         self.found: list[Execution] = []
 
+    def batch(self, executions: list[Execution]) -> None:
+        threshold_ns = self.threshold_ns
+        if self.process_wide:
+            for execution in executions:
+                if execution.duration_ns >= execution.tracker.slow_ns:
+                    self(execution)
+        else:
+            for execution in executions:
+                if execution.duration_ns >= threshold_ns:
+                    self(execution)
+
     def __call__(self, execution: Execution) -> None:
         # the process-wide scope judges each statement by its engine's options
         threshold_ns = execution.tracker.slow_ns if self.process_wide else self.threshold_ns
