@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlwatch._capture.execution import Execution, RawExecution
 from sqlwatch._guard import report_internal_error
+from sqlwatch._rss import SAMPLER as RSS_SAMPLER
 
 if TYPE_CHECKING:
     from sqlwatch.scope import Scope
@@ -41,7 +42,7 @@ def param_hash(parameters: Any) -> int:
 
 def process(raw: RawExecution) -> Execution:
     tracker, sql, params, start, duration, rowcount, batch, site, orm, error, chain = raw
-    keep = params if tracker.options.capture_params or chain.params else None
+    keep = params if tracker.capture_params or chain.params else None
     if batch:
         hashed = -1
     elif type(params) is tuple:
@@ -56,7 +57,7 @@ def process(raw: RawExecution) -> Execution:
         (
             tracker,
             sql,
-            tracker.analyzer(sql),
+            tracker.cached_info(sql) or tracker.analyzer(sql),
             start,
             duration,
             rowcount if rowcount is not None and rowcount >= 0 else None,
@@ -67,6 +68,8 @@ def process(raw: RawExecution) -> Execution:
             error,
             hashed,
             keep,
+            chain.unit,
+            chain.n_plus_one_ignore,
         ),
     )
 
@@ -107,9 +110,13 @@ class Pipeline:
                     by_scope.setdefault(scope, []).append(execution)
             process_scope = self.process_scope
             if process_scope is not None:
-                process_scope.add_batch(batch)
+                by_scope = {process_scope: batch, **by_scope}
             for scope, executions in by_scope.items():
-                scope.add_batch(executions)
+                try:
+                    scope.add_batch(executions)
+                except Exception as exc:  # flush runs in the app's call: never raise there
+                    report_internal_error("scope aggregation", exc)
+        RSS_SAMPLER.maybe_sample()  # rate-limited: a comparison unless 50 ms have passed
 
     def clear(self) -> None:
         with self.lock:

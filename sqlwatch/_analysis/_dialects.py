@@ -56,7 +56,6 @@ class ScanFlags:
     double_quoted_strings: bool = False
     bracket_identifiers: bool = False
     hash_comments: bool = False
-    dollar_quotes: bool = True
 
 
 def scan_flags(dialect: Dialect) -> ScanFlags:
@@ -69,16 +68,12 @@ def scan_flags(dialect: Dialect) -> ScanFlags:
     quotes = _starts(getattr(tokenizer, "QUOTES", ["'"]))
     identifiers = _starts(getattr(tokenizer, "IDENTIFIERS", ['"']))
     comments = _starts(getattr(tokenizer, "COMMENTS", ["--"]))
-    heredocs = _starts(getattr(tokenizer, "HEREDOC_STRINGS", []))
     escapes = set(getattr(tokenizer, "STRING_ESCAPES", ["'"]))
-    generic = type(dialect) is Dialect
     return ScanFlags(
         backslash_escapes="\\" in escapes,
         double_quoted_strings='"' in quotes and '"' not in identifiers,
         bracket_identifiers="[" in identifiers,
         hash_comments="#" in comments,
-        # Dollar quoting never appears by accident, so generic SQL accepts it too.
-        dollar_quotes=generic or "$" in heredocs,
     )
 
 

@@ -134,6 +134,7 @@ RESERVED: frozenset[str] = frozenset(
         "IS",
         "ISNULL",
         "JOIN",
+        "KEY",
         "LATERAL",
         "LEADING",
         "LEFT",

@@ -81,8 +81,10 @@ class EngineTracker:
         self.options = options
         self.info = engine_info(engine, name)
         self.analyzer = analyzer_for(engine.dialect.name)
+        self.cached_info = self.analyzer.cached
         self.exporters: tuple[Any, ...] = ()
         self.call_sites = options.capture_call_sites
+        self.capture_params = options.capture_params
         self.sqlcommenter = options.sqlcommenter
         self.slow_ns = options.slow_query_ms * 1e6
         self.extensions: dict[str, Any] = {}
@@ -91,10 +93,12 @@ class EngineTracker:
         self._flush = pipeline.flush
         self._export_statement = export_statement
         self._registrations: list[tuple[Any, str, Callable[..., Any]]] = []
+        self._cleanups: list[Callable[[], None]] = []
         dialect = engine.dialect
         self._do_execute = dialect.do_execute
         self._do_executemany = dialect.do_executemany
         self._do_execute_no_params = dialect.do_execute_no_params
+        self._rowcount_after_fetch = dialect.driver in ("pysqlite", "pysqlcipher")
 
     # -- registration --------------------------------------------------------
 
@@ -118,6 +122,17 @@ class EngineTracker:
                     event.remove(target, identifier, fn)
             except Exception as exc:
                 report_internal_error("uninstrument", exc)
+        while self._cleanups:
+            cleanup = self._cleanups.pop()
+            try:
+                cleanup()
+            except Exception as exc:
+                report_internal_error("uninstrument", exc)
+
+    def on_detach(self, cleanup: Callable[[], None]) -> None:
+        """Run ``cleanup`` at ``detach``: for what is not an event listener (the
+        pool tracker's wrappers on the pool instance)."""
+        self._cleanups.append(cleanup)
 
     # -- the hot path -------------------------------------------------------
     # Three near-identical listeners, one per DBAPI call shape: merging them
@@ -152,7 +167,7 @@ class EngineTracker:
                     parameters,
                     start,
                     duration,
-                    cursor.rowcount,
+                    cursor.rowcount or self._zero_rowcount(cursor),
                     len(context.parameters) if context.execute_style is _INSERTMANYVALUES else 0,
                     find_call_site(2) if self.call_sites or chain.call_sites else None,
                     orm,
@@ -212,6 +227,14 @@ class EngineTracker:
         self._record(chain, cursor, statement, None, context, start, 0, None)
         return True
 
+    def _zero_rowcount(self, cursor: DBAPICursor) -> int:
+        """The rowcount when the cursor said 0 (checked only then: no cost otherwise).
+
+        pysqlite reports 0 for a ``RETURNING`` statement until its rows are
+        fetched: that is unknown (-1, reported as ``None``), not zero rows.
+        """
+        return -1 if self._rowcount_after_fetch and cursor.description is not None else 0
+
     def _comment(self, statement: str) -> str:
         try:
             return with_traceparent(statement)
@@ -243,7 +266,7 @@ class EngineTracker:
                     parameters,
                     start,
                     duration,
-                    cursor.rowcount if exc is None else None,
+                    (cursor.rowcount or self._zero_rowcount(cursor)) if exc is None else None,
                     batch,
                     find_call_site(3) if self.call_sites or chain.call_sites else None,
                     orm,
