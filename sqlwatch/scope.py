@@ -29,7 +29,7 @@ from sqlwatch._pipeline import PIPELINE
 from sqlwatch.config import Options
 from sqlwatch.detectors import DETECTORS
 from sqlwatch.exporters import resolve_exporters
-from sqlwatch.records import Resources, ScopeSummary
+from sqlwatch.records import Resources, ScopeSummary, Statement
 from sqlwatch.report import Report, merge_n_plus_one
 
 __all__ = ["Scope"]
@@ -181,10 +181,22 @@ class Scope:
                 self._kept.extend(executions[: max(room, 0)])
                 self._dropped += len(executions) - max(room, 0)
             for detector in self._per_statement:
-                detector.batch(executions)
+                try:
+                    detector.batch(executions)
+                except Exception as exc:  # one broken detector must not stop the others
+                    report_internal_error(f"detector {type(detector).__name__}", exc)
             outbox, self._outbox = self._outbox, None
         if outbox:
             self._deliver(outbox)
+
+    def statement(self, execution: Execution) -> Statement:
+        """The public record as this scope may show it: parameters only if this
+        scope (or, process-wide, the statement's engine) asked for them."""
+        if self.process_wide:
+            keep = execution.tracker.capture_params
+        else:
+            keep = self.options.capture_params
+        return to_statement(execution, with_params=keep)
 
     def options_for(self, execution: Execution) -> Options:
         """The options that judge a statement: the engine's, in the process-wide scope."""
@@ -225,6 +237,13 @@ class Scope:
         PIPELINE.flush()
         return self._aggregator.query_count
 
+    def totals(self) -> tuple[int, int]:
+        """Statements so far and their total time in ns, without building a report
+        (the middleware's ``Server-Timing`` header, on every response)."""
+        PIPELINE.flush()
+        aggregator = self._aggregator
+        return aggregator.query_count, aggregator.total_ns
+
     def executions(self) -> list[Execution]:
         PIPELINE.flush()
         with self._lock:
@@ -238,12 +257,15 @@ class Scope:
                 "name": self.name,
                 "started_at": epoch_ns_to_iso(perf_to_epoch_ns(self.start_ns)),
                 "duration_ms": round((end - self.start_ns) / 1e6, 4),
-                "statements": tuple(to_statement(e) for e in self._kept),
+                "statements": tuple(self.statement(e) for e in self._kept),
                 "dropped_statements": self._dropped,
             }
             self._aggregator.contribute(fields)
             for detector in self.detectors:
-                detector.contribute(fields)
+                try:
+                    detector.contribute(fields)
+                except Exception as exc:
+                    report_internal_error(f"detector {type(detector).__name__}.contribute", exc)
             if self._children.by_name:
                 fields["scopes"] = self._children.summaries()
         if self._resources is not None:

@@ -7,6 +7,7 @@ asyncio task only; nested watches each see the statements of the inner one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Iterable
@@ -14,10 +15,11 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from sqlwatch._capture.execution import to_statement
 from sqlwatch._context import ScopeChain, current_chain, pop_scope, push_scope
+from sqlwatch._guard import report_internal_error
 from sqlwatch._state import STATE
 from sqlwatch.config import Options
+from sqlwatch.exporters import resolve_exporters
 from sqlwatch.records import NPlusOne, Statement
 from sqlwatch.report import Report
 from sqlwatch.scope import Scope
@@ -44,7 +46,9 @@ class Watch:
         **options: Any,
     ) -> None:
         self.name = name
-        self.options = Options.from_kwargs(options, **WATCH_DEFAULTS)
+        parsed = Options.from_kwargs(options, **WATCH_DEFAULTS)
+        # resolved here, so a misspelt exporter name fails now, not at the first ``with``
+        self.options = parsed.replace(exporters=resolve_exporters(parsed.exporters))
         self._engine_ids = _engine_ids(engines)
         self._scope: Scope | None = None
         self._token: Token[ScopeChain] | None = None
@@ -56,11 +60,19 @@ class Watch:
         if self._token is not None:
             raise RuntimeError("this watch is already open; create a new watch() to nest")
         self._final = None
-        scope = Scope(self.name or "watch", self.options, engine_ids=self._engine_ids)
+        scope = Scope(
+            self.name or "watch",
+            self.options,
+            engine_ids=self._engine_ids,
+            track_resources=self._track_resources,
+        )
         self._scope = scope
         self._token = push_scope(scope)
         for hook in SCOPE_HOOKS:
-            hook(scope, "open")
+            try:
+                hook(scope, "open")
+            except Exception as exc:
+                report_internal_error("watch open hook", exc)
         return self
 
     def __exit__(
@@ -87,9 +99,13 @@ class Watch:
         if scope is None or token is None:
             return
         self._token = None
-        pop_scope(token)
+        with contextlib.suppress(ValueError):  # closed from another context (WSGI iteration)
+            pop_scope(token)
         for hook in SCOPE_HOOKS:
-            hook(scope, "close")
+            try:
+                hook(scope, "close")
+            except Exception as exc:
+                report_internal_error("watch close hook", exc)
         report = scope.close()
         self._final = report
         if self.name is not None:
@@ -139,6 +155,8 @@ class Watch:
         return inner
 
     _latest: Watch | None = None
+    _track_resources = True
+    """psutil snapshots at open and close; the middleware turns them off per request."""
 
     # -- results ------------------------------------------------------------
 
@@ -162,7 +180,8 @@ class Watch:
             return list(target._final.statements)
         if target._scope is None:
             return []
-        return [to_statement(e) for e in target._scope.executions()]
+        scope = target._scope
+        return [scope.statement(e) for e in scope.executions()]
 
     @property
     def query_count(self) -> int:

@@ -15,7 +15,14 @@ import sys
 import sysconfig
 from types import FrameType
 
-__all__ = ["CallSite", "find_call_site", "format_call_site", "split_call_site"]
+__all__ = [
+    "CallSite",
+    "call_site_from",
+    "find_call_site",
+    "format_call_site",
+    "is_internal_file",
+    "split_call_site",
+]
 
 CallSite = tuple[str, int, str]
 """``(file name, line, function)``: strings cache their hashes, code objects do not."""
@@ -49,8 +56,20 @@ _is_internal_file: dict[str, bool] = {}
 _formatted: dict[CallSite, str] = {}
 
 
+_GENERATED = ("<frozen", "<sqlalchemy generated", "<string>")
+"""Code without a file of its own: frozen stdlib modules, and the wrappers SQLAlchemy
+compiles at import (``Session._flush`` among them; ``<string>`` before SQLAlchemy 2.1)."""
+
+
+_DEMO_DIRS = tuple(d + "_demo" + os.sep for d in _OUR_DIRS if d.endswith("sqlwatch" + os.sep))
+"""``sqlwatch demo``'s blog application stands in for user code: its lines are the
+call sites the demo shows."""
+
+
 def _classify(filename: str) -> bool:
-    if filename.startswith((*_OUR_DIRS, "<frozen")):
+    if filename.startswith(_DEMO_DIRS):
+        internal = False
+    elif filename.startswith((*_OUR_DIRS, *_GENERATED)):
         internal = True
     elif filename.startswith(_STDLIB_DIRS):
         # Debian installs third-party packages below the stdlib tree: those are
@@ -78,6 +97,28 @@ def find_call_site(depth: int = 2) -> CallSite | None:
             return filename, frame.f_lineno, code.co_name
         frame = frame.f_back
     return _find_in_parent_greenlet()
+
+
+def call_site_from(frame: FrameType | None) -> CallSite | None:
+    """``find_call_site`` from a frame the caller already holds (the pool tracker
+    skips the frames it knows to be SQLAlchemy's without materializing them)."""
+    cache = _is_internal_file
+    while frame is not None:
+        code = frame.f_code
+        filename = code.co_filename
+        internal = cache.get(filename)
+        if internal is None:
+            internal = _classify(filename)
+        if not internal:
+            return filename, frame.f_lineno, code.co_name
+        frame = frame.f_back
+    return _find_in_parent_greenlet()
+
+
+def is_internal_file(filename: str) -> bool:
+    """Whether code in ``filename`` is sqlwatch's, SQLAlchemy's or the stdlib's."""
+    internal = _is_internal_file.get(filename)
+    return _classify(filename) if internal is None else internal
 
 
 def _find_in_parent_greenlet() -> CallSite | None:

@@ -53,6 +53,11 @@ class OrmLoad(NamedTuple):
     """Identity of the instance loaded for (its identity key), or ``None``."""
     uselist: bool
     """A collection (suggest ``selectinload``) or a scalar (``joinedload``)."""
+    session_key: int = 0
+    """``Session.hash_key`` of the session that ran the load (0 if unknown)."""
+    internal: bool = False
+    """The ORM loaded it for its own bookkeeping (inside ``Session.flush`` or a
+    ``Session.delete`` cascade), not because the application read the attribute."""
 
 
 class RawExecution(NamedTuple):
@@ -100,6 +105,10 @@ class Execution(NamedTuple):
     param_hash: int
     params: Any
     """Only with ``capture_params``; otherwise ``None``."""
+    unit: int = 0
+    """The chain's unit of work (``ScopeChain.unit``; 0 outside any scope)."""
+    n_plus_one_ignore: tuple[str, ...] | None = None
+    """The ``ignore_n_plus_one()`` patterns in force when the statement ran."""
 
     @property
     def duration_ms(self) -> float:
@@ -110,7 +119,10 @@ class Execution(NamedTuple):
         return format_call_site(self.call_site)
 
 
-def to_statement(execution: Execution) -> Statement:
+def to_statement(execution: Execution, *, with_params: bool = True) -> Statement:
+    """The public record. ``with_params=False`` leaves the parameters out: one
+    execution is shared by every scope, and only scopes that asked for
+    ``capture_params`` may show them."""
     info = execution.info
     orm = execution.orm
     error = execution.error
@@ -128,5 +140,5 @@ def to_statement(execution: Execution) -> Statement:
         call_site=format_call_site(execution.call_site),
         relationship=orm.attribute if orm is not None and orm.kind == "lazy_load" else None,
         error=error.__name__ if error is not None else None,
-        params=execution.params,
+        params=execution.params if with_params else None,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlwatch._capture.execution import Execution, to_statement
+from sqlwatch._capture.execution import Execution
 from sqlwatch.detectors.base import Detector
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class SlowQueries(Detector):
             return
         if len(self.found) < self.limit:
             self.found.append(execution)
-        self.scope.emit("on_slow_query", to_statement(execution), execution.tracker)
+        self.scope.emit("on_slow_query", self.scope.statement(execution), execution.tracker)
 
     def contribute(self, fields: dict[str, Any]) -> None:
-        fields["slow_queries"] = tuple(to_statement(e) for e in self.found)
+        fields["slow_queries"] = tuple(self.scope.statement(e) for e in self.found)

@@ -1,0 +1,63 @@
+"""Small helpers shared by the integration tests (no fixtures: those live in conftest)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def call_site_below(lines: int = 1) -> str:
+    """The call site sqlwatch should report for a statement ``lines`` below the caller.
+
+    Written the way sqlwatch formats it: ``path relative to the working
+    directory:line in function``.
+    """
+    frame = sys._getframe(1)
+    path = os.path.relpath(frame.f_code.co_filename)
+    return f"{path}:{frame.f_lineno + lines} in {frame.f_code.co_name}"
+
+
+def parse_iso(text_value: str) -> datetime:
+    return datetime.fromisoformat(text_value.replace("Z", "+00:00"))
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def sleep_sql(engine: Engine, ms: int) -> str:
+    """A statement that takes at least ``ms`` milliseconds on the engine's database.
+
+    SQLite gets a ``sleep_ms`` function registered per connection by
+    ``install_sleep``; PostgreSQL has ``pg_sleep``.
+    """
+    if is_sqlite(engine):
+        return f"SELECT sleep_ms({ms})"
+    return f"SELECT pg_sleep({ms / 1000})"
+
+
+def install_sleep(engine: Engine) -> None:
+    """Give SQLite connections a ``sleep_ms(ms)`` function (nothing to do on PostgreSQL)."""
+    if not is_sqlite(engine):
+        return
+    import time
+
+    from sqlalchemy import event
+
+    def _sleep_ms(ms: int) -> int:
+        time.sleep(ms / 1000)
+        return ms
+
+    @event.listens_for(engine, "connect")
+    def _register(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.create_function("sleep_ms", 1, _sleep_ms)  # type: ignore[attr-defined]
+
+    engine.dispose()  # connections made before this have no sleep_ms

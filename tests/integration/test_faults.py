@@ -1,0 +1,180 @@
+"""A bug inside sqlwatch never reaches the application.
+
+Each test breaks one part of sqlwatch on purpose (the capture listener, the
+analysis, a detector, an exporter), turns the test suite's "internal errors
+raise" mode off as production runs, and checks that the application's
+statements still run and return their results, that nothing escapes from
+``watch()``, and that the error is logged once on the ``sqlwatch`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, insert, text
+from sqlalchemy.exc import IntegrityError
+
+import sqlwatch
+from sqlwatch import _guard
+from sqlwatch._guard import raise_internal_errors
+from sqlwatch.detectors.duplicates import Duplicates
+from sqlwatch.exporters import Exporter
+from sqlwatch.instrumentation import tracker_for
+from tests.models import Base, User
+
+
+class InjectedFault(Exception):
+    """Raised by the parts of sqlwatch these tests break."""
+
+
+def _boom(*args: object, **kwargs: object) -> None:
+    raise InjectedFault("injected by the test")
+
+
+@pytest.fixture
+def production_mode(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Internal errors are swallowed (as for users), and none was logged recently."""
+    monkeypatch.setattr(_guard, "_last_logged", {})
+    raise_internal_errors(False)
+    yield
+    raise_internal_errors(True)
+
+
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(User).values(id=1, name="existing"))
+    sqlwatch.instrument(engine, exporters=())
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 0"))
+    return engine
+
+
+def internal_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "sqlwatch" and r.levelno == logging.ERROR and "internal error" in r.message
+    ]
+
+
+def test_broken_analysis_is_swallowed_and_logged_once(
+    db: Engine,
+    production_mode: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tracker = tracker_for(db)
+    assert tracker is not None
+    monkeypatch.setattr(tracker, "analyzer", _boom)
+    with sqlwatch.watch() as w, db.connect() as conn:
+        answers = [conn.execute(text("SELECT 41 + 1")).scalar() for _ in range(3)]
+    report = w.report
+
+    assert answers == [42, 42, 42]
+    assert report.query_count == 0  # what could not be analyzed is dropped, nothing else
+    [record] = internal_errors(caplog)
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], InjectedFault)
+    assert "your application is not affected" in record.message
+
+    monkeypatch.undo()
+    with sqlwatch.watch() as after, db.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    assert after.query_count == 1  # sqlwatch keeps working once the fault is gone
+
+
+def test_broken_capture_listener_is_swallowed(
+    db: Engine,
+    production_mode: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr("sqlwatch._capture.engine.find_call_site", _boom)
+    with sqlwatch.watch() as w, db.connect() as conn:
+        rows = conn.execute(text("SELECT id, name FROM users")).all()
+        again = conn.execute(text("SELECT count(*) FROM users")).scalar()
+
+    assert [tuple(r) for r in rows] == [(1, "existing")]
+    assert again == 1
+    assert w.query_count == 0
+    [record] = internal_errors(caplog)
+    assert "statement capture" in record.message
+
+
+def test_broken_capture_keeps_the_drivers_exception(
+    db: Engine,
+    production_mode: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failing statement and a failing listener: the app sees its own error only."""
+    monkeypatch.setattr("sqlwatch._capture.engine.find_call_site", _boom)
+    with pytest.raises(IntegrityError) as caught, db.begin() as conn:
+        conn.execute(insert(User).values(id=1, name="duplicate"))
+    assert not isinstance(caught.value.orig, InjectedFault)
+    assert caught.value.__cause__ is caught.value.orig
+    assert len(internal_errors(caplog)) == 1
+
+
+def test_broken_detector_does_not_escape_the_watch(
+    db: Engine,
+    production_mode: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(Duplicates, "batch", _boom)
+    monkeypatch.setattr(Duplicates, "contribute", _boom)
+    with sqlwatch.watch() as w, db.connect() as conn:
+        assert conn.execute(text("SELECT 7")).scalar() == 7
+        live = w.report  # reading a report while open must not raise either
+    final = w.report
+    process = sqlwatch.report()
+
+    assert live.query_count == final.query_count == 1
+    assert process.query_count >= 1
+    assert internal_errors(caplog)
+    assert all(isinstance(r.exc_info[1], InjectedFault) for r in internal_errors(caplog))
+
+
+class BrokenExporter(Exporter):
+    def statement_enabled(self) -> bool:
+        return True
+
+    on_statement = _boom
+    on_slow_query = _boom
+    on_scope_end = _boom
+
+
+def test_broken_exporter_hooks_are_swallowed(
+    db: Engine,
+    production_mode: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with sqlwatch.watch(exporters=[BrokenExporter()], slow_query_ms=0) as w, db.connect() as conn:
+        results = [conn.execute(text(f"SELECT {i}")).scalar() for i in range(3)]
+
+    assert results == [0, 1, 2]
+    assert w.query_count == 3
+    assert len(w.report.slow_queries) == 3
+    sites = sorted(r.getMessage() for r in internal_errors(caplog))
+    assert len(sites) == 3  # one log line per broken hook, not one per statement
+    assert any("on_statement" in s for s in sites)
+    assert any("on_slow_query" in s for s in sites)
+    assert any("on_scope_end" in s for s in sites)
+
+
+def test_in_the_test_suite_internal_errors_raise(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suite's mode: the same fault fails loudly, so swallowing never hides a bug."""
+    tracker = tracker_for(db)
+    assert tracker is not None
+    monkeypatch.setattr(tracker, "analyzer", _boom)
+    with db.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    with pytest.raises(InjectedFault):
+        sqlwatch.report()  # processing the pending statement analyzes it
