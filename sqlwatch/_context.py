@@ -10,6 +10,7 @@ composes and an exception cannot leave a scope open.
 
 from __future__ import annotations
 
+import itertools
 from contextvars import ContextVar, Token
 from typing import Any, NamedTuple
 
@@ -25,11 +26,19 @@ class ScopeChain(NamedTuple):
     slow_ns: float
     """The lowest ``slow_query_ms`` of the chain, in ns: a statement this slow is
     processed at once, so its warning is not delayed."""
+    unit: int = 0
+    """Serial number of the outermost open scope (0: none is open): the unit of
+    work in which the process-wide scope judges N+1s (see docs/n-plus-one.md)."""
+    n_plus_one_ignore: tuple[str, ...] | None = None
+    """Patterns of the enclosing ``ignore_n_plus_one()`` blocks (``("*",)`` for
+    everything), or ``None`` outside any."""
 
 
 EMPTY_CHAIN = ScopeChain((), False, False, False, (), float("inf"))
 
 current_chain: ContextVar[ScopeChain] = ContextVar("sqlwatch_scopes", default=EMPTY_CHAIN)
+
+_unit_serials = itertools.count(1)
 
 
 def push_scope(scope: Any) -> Token[ScopeChain]:
@@ -46,6 +55,8 @@ def push_scope(scope: Any) -> Token[ScopeChain]:
             sqlcommenter=chain.sqlcommenter or options.sqlcommenter,
             statement_exporters=exporters,
             slow_ns=min(chain.slow_ns, options.slow_query_ms * 1e6),
+            unit=chain.unit or next(_unit_serials),
+            n_plus_one_ignore=chain.n_plus_one_ignore,
         )
     )
 

@@ -8,11 +8,12 @@ polymorphic (Engineer and Manager are Employees), a deferred column (Post.body).
 from __future__ import annotations
 
 from sqlalchemy import Column, ForeignKey, String, Table, Text
+from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
 
-class Base(DeclarativeBase):
-    pass
+class Base(AsyncAttrs, DeclarativeBase):
+    """``AsyncAttrs``: ``await user.awaitable_attrs.addresses`` for the async tests."""
 
 
 class User(Base):
@@ -108,3 +109,33 @@ def seed(session: object, users: int = 3, addresses_each: int = 2) -> None:
     boss = Manager(name="boss")
     session.add_all([boss, Engineer(name="eng1", manager=boss), Engineer(name="eng2", manager=boss)])
     session.commit()
+
+
+class Folder(Base):
+    """Cascades: ``files`` are deleted with their folder (loaded by ``Session.delete``),
+    ``links`` are detached at flush (their foreign key set to NULL)."""
+
+    __tablename__ = "folders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    files: Mapped[list[File]] = relationship(back_populates="folder", cascade="all, delete-orphan")
+    links: Mapped[list[Link]] = relationship(back_populates="folder")
+
+
+class File(Base):
+    __tablename__ = "files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id"))
+    folder: Mapped[Folder] = relationship(back_populates="files")
+
+
+class Link(Base):
+    __tablename__ = "links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(100))
+    folder_id: Mapped[int | None] = mapped_column(ForeignKey("folders.id"))
+    folder: Mapped[Folder | None] = relationship(back_populates="links")

@@ -9,11 +9,15 @@ option, so it is tied to exactly the statement it describes.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
 
+from sqlwatch._capture.call_sites import is_internal_file
 from sqlwatch._capture.execution import OrmLoad
 from sqlwatch._guard import report_internal_error
 
@@ -36,7 +40,14 @@ def describe_load(state: ORMExecuteState) -> OrmLoad | None:
         if parent is None:
             return OrmLoad("eager_load", attribute, None, bool(prop.uselist))
         identity = parent.key if parent.key is not None else id(parent)
-        return OrmLoad("lazy_load", attribute, identity, bool(prop.uselist))
+        return OrmLoad(
+            "lazy_load",
+            attribute,
+            identity,
+            bool(prop.uselist),
+            state.session.hash_key,
+            _in_orm_bookkeeping(),
+        )
     if state.is_column_load:
         refreshed: Any = state.load_options._refresh_state
         if refreshed is None:
@@ -47,8 +58,38 @@ def describe_load(state: ORMExecuteState) -> OrmLoad | None:
         cls_name = refreshed.class_.__name__
         attribute = ", ".join(f"{cls_name}.{key}" for key in sorted(columns))
         identity = refreshed.key if refreshed.key is not None else id(refreshed)
-        return OrmLoad("column_load", attribute, identity, False)
+        return OrmLoad(
+            "column_load",
+            attribute,
+            identity,
+            False,
+            state.session.hash_key,
+            _in_orm_bookkeeping(),
+        )
     return None
+
+
+_BOOKKEEPING_CODES = frozenset({Session.flush.__code__, Session.delete.__code__})
+"""Public ``Session`` methods that load attributes for the ORM's own needs: a flush
+(foreign keys to null out, orphans) and ``delete()`` cascading to a collection."""
+
+
+def _in_orm_bookkeeping() -> bool:
+    """Whether the ORM, not the application, asked for this load.
+
+    Walks the SQLAlchemy frames between this listener and the application's code
+    (about twenty; only for loader statements): a lazy load under ``Session.flush``
+    or ``Session.delete`` is the unit of work's business, not an N+1 of the app.
+    """
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        code = frame.f_code
+        if code in _BOOKKEEPING_CODES:
+            return True
+        if not is_internal_file(code.co_filename):
+            return False
+        frame = frame.f_back
+    return False
 
 
 def _on_orm_execute(state: ORMExecuteState) -> None:
@@ -65,6 +106,10 @@ class OrmListener:
 
     def __init__(self) -> None:
         self.installed = False
+        self.removers: list[Callable[[], None]] = []
+        """Undo functions of other class-level ORM hooks (the unused-eager-load
+        detector's): run by ``remove``, so ``reset()`` and the last
+        ``uninstrument()`` take them off too."""
 
     def install(self) -> None:
         if not self.installed:
@@ -76,3 +121,9 @@ class OrmListener:
             if event.contains(Session, "do_orm_execute", _on_orm_execute):
                 event.remove(Session, "do_orm_execute", _on_orm_execute)
             self.installed = False
+        while self.removers:
+            remover = self.removers.pop()
+            try:
+                remover()
+            except Exception as exc:
+                report_internal_error("ORM hook removal", exc)

@@ -1,0 +1,162 @@
+"""Unused eager loads: loaded up front with an eager loader, never read in the scope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker, subqueryload
+from sqlalchemy.orm.attributes import InstrumentedAttribute
+
+import sqlwatch
+from tests.integration.helpers import call_site_below
+from tests.models import Address, Base, Employee, Engineer, Post, User, seed
+
+
+@pytest.fixture
+def db(engine: Engine) -> sessionmaker[Session]:
+    Base.metadata.create_all(engine)
+    make = sessionmaker(engine)
+    with make() as session:
+        seed(session)
+    sqlwatch.instrument(engine, exporters=())
+    return make
+
+
+LOADERS = [
+    pytest.param(selectinload, id="selectinload"),
+    pytest.param(joinedload, id="joinedload"),
+    pytest.param(subqueryload, id="subqueryload"),
+]
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_eager_loaded_and_never_read(db: sessionmaker[Session], loader: Any) -> None:
+    with sqlwatch.watch() as w, db() as session:
+        site = call_site_below()
+        users = session.scalars(select(User).options(loader(User.addresses))).unique().all()
+        names = [user.name for user in users]
+
+    assert len(names) == 3
+    [unused] = w.report.unused_eager_loads
+    assert unused.relationship == "User.addresses"
+    assert unused.call_site == site
+    assert unused.count >= 1
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_eager_loaded_and_read_from_one_row(db: sessionmaker[Session], loader: Any) -> None:
+    with sqlwatch.watch() as w, db() as session:
+        users = session.scalars(select(User).options(loader(User.addresses))).unique().all()
+        assert len(users[0].addresses) == 2
+
+    assert w.report.unused_eager_loads == ()
+
+
+def test_many_to_one_joinedload(db: sessionmaker[Session]) -> None:
+    query = select(Address).options(joinedload(Address.user))
+    with sqlwatch.watch() as unused_watch, db() as session:
+        session.scalars(query).all()
+    with sqlwatch.watch() as used_watch, db() as session:
+        assert {a.user.name for a in session.scalars(query).all()} == {"user0", "user1", "user2"}
+
+    assert [u.relationship for u in unused_watch.report.unused_eager_loads] == ["Address.user"]
+    assert used_watch.report.unused_eager_loads == ()
+
+
+def test_many_to_many_and_several_relationships(db: sessionmaker[Session]) -> None:
+    query = select(Post).options(selectinload(Post.tags), joinedload(Post.author))
+    with sqlwatch.watch() as w, db() as session:
+        for post in session.scalars(query).all():
+            _ = post.author.name  # the tags are never read
+
+    assert [u.relationship for u in w.report.unused_eager_loads] == ["Post.tags"]
+
+
+def test_query_that_returned_no_rows_is_never_reported(db: sessionmaker[Session]) -> None:
+    query = select(User).where(User.id < 0)
+    with sqlwatch.watch() as w, db() as session:
+        for loader in (selectinload, joinedload, subqueryload):
+            assert session.scalars(query.options(loader(User.hobbies))).unique().all() == []
+
+    assert w.report.unused_eager_loads == ()
+
+
+def test_polymorphic_subclass_rows(db: sessionmaker[Session]) -> None:
+    with sqlwatch.watch() as unused_watch, db() as session:
+        session.scalars(select(Employee).options(selectinload(Employee.reports))).all()
+    with sqlwatch.watch() as used_watch, db() as session:
+        engineers = session.scalars(select(Engineer).options(joinedload(Engineer.manager))).all()
+        assert {e.manager.name for e in engineers if e.manager} == {"boss"}
+
+    assert [u.relationship for u in unused_watch.report.unused_eager_loads] == ["Employee.reports"]
+    assert used_watch.report.unused_eager_loads == ()
+
+
+def test_counts_each_loading_query(db: sessionmaker[Session]) -> None:
+    query = select(User).options(joinedload(User.hobbies))
+    with sqlwatch.watch() as w, db() as session:
+        for _ in range(3):
+            session.scalars(query).unique().all()  # one line, three queries
+
+    [unused] = w.report.unused_eager_loads
+    assert unused.count == 3
+
+
+def test_a_read_after_the_scope_does_not_count(db: sessionmaker[Session]) -> None:
+    with db() as session, sqlwatch.watch() as outer:
+        with sqlwatch.watch() as inner:
+            users = session.scalars(select(User).options(selectinload(User.posts))).all()
+        _ = users[0].posts  # read in the outer scope only
+
+    assert [u.relationship for u in inner.report.unused_eager_loads] == ["User.posts"]
+    assert outer.report.unused_eager_loads == ()
+
+
+def test_off_when_not_asked_for(db: sessionmaker[Session]) -> None:
+    query = select(User).options(selectinload(User.addresses))
+    with sqlwatch.watch(detect_unused_eager_loads=False) as w, db() as session:
+        session.scalars(query).all()
+        assert type(User.__dict__["addresses"]) is InstrumentedAttribute
+    with sqlwatch.assert_max_queries(5) as counted, db() as session:
+        session.scalars(query).all()
+
+    assert w.report.unused_eager_loads == ()
+    assert counted.report.unused_eager_loads == ()
+    assert sqlwatch.report().unused_eager_loads == ()  # off process-wide by default
+
+
+def test_attributes_are_restored_when_the_last_scope_closes(db: sessionmaker[Session]) -> None:
+    attribute = User.__dict__["addresses"]
+    with sqlwatch.watch(), db() as session:
+        users = session.scalars(select(User).options(selectinload(User.addresses))).all()
+        assert type(attribute) is not InstrumentedAttribute  # switched while watched...
+        assert isinstance(attribute, InstrumentedAttribute)
+        assert User.addresses is attribute  # ...but the very same object
+        assert type(attribute).__name__ == "InstrumentedAttribute"
+        assert "addresses" in inspect(User).all_orm_descriptors
+
+    assert type(attribute) is InstrumentedAttribute
+    assert len(users[0].addresses) == 2  # and still a plain relationship afterwards
+
+
+def test_reset_restores_an_attribute_of_an_open_scope(db: sessionmaker[Session]) -> None:
+    watch = sqlwatch.watch()
+    with watch, db() as session:
+        session.scalars(select(User).options(selectinload(User.hobbies))).all()
+        sqlwatch.reset()
+        assert type(User.__dict__["hobbies"]) is InstrumentedAttribute
+
+
+def test_process_wide_when_asked_for(engine: Engine) -> None:
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        seed(session)
+    sqlwatch.instrument(engine, exporters=(), detect_unused_eager_loads=True)
+    with Session(engine) as session:
+        session.scalars(select(User).options(selectinload(User.addresses))).all()
+        users = session.scalars(select(User).options(joinedload(User.hobbies))).unique().all()
+        _ = users[0].hobbies
+
+    assert [u.relationship for u in sqlwatch.report().unused_eager_loads] == ["User.addresses"]
