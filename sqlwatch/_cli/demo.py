@@ -80,10 +80,13 @@ def _connect(url: str, where: str) -> Any:
     import sqlalchemy.exc
     from sqlalchemy import create_engine, text
 
+    from sqlwatch._demo import blog
+
     try:
         engine = create_engine(url)
     except (sqlalchemy.exc.ArgumentError, ImportError) as exc:
         raise DemoError(f"--url is not a usable SQLAlchemy URL: {_first_line(exc)}") from None
+    blog.prepare(engine)
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))

@@ -13,9 +13,10 @@ that has tables of its own; the demo drops only its own.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from sqlalchemy import Column, Engine, ForeignKey, String, Table, Text, func, select, text
+from sqlalchemy import Column, Engine, ForeignKey, String, Table, Text, event, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -27,11 +28,20 @@ from sqlalchemy.orm import (
     selectinload,
 )
 
-__all__ = ["FIX", "FIX_TEXT", "SLOW_QUERY_MS", "DemoBase", "render_front_page", "seed"]
+__all__ = [
+    "FIX",
+    "FIX_TEXT",
+    "SLOW_QUERY_MS",
+    "DemoBase",
+    "prepare",
+    "render_front_page",
+    "seed",
+]
 
 PAGE_SIZE = 10
 SLOW_QUERY_MS = 25.0
 """The demo's ``slow_query_ms``: its archive count takes longer than that."""
+PAUSE_MS = 40
 ARCHIVE_ROWS = 100_000
 
 
@@ -126,13 +136,39 @@ def render_post(post: Post) -> str:
 
 
 def archive_size(session: Session) -> int:
-    """The archive widget's count: slow on purpose (a large recursive CTE)."""
-    query = text(
-        "WITH RECURSIVE counter(n) AS "
-        "(SELECT 1 UNION ALL SELECT n + 1 FROM counter WHERE n < :rows) "
-        "SELECT count(*) FROM counter"
-    )
-    return int(session.execute(query, {"rows": ARCHIVE_ROWS}).scalar_one())
+    """The archive widget's count: slow on purpose.
+
+    The database pauses ``PAUSE_MS`` as a missing index would make it, so the
+    slow query shows on any machine (a big scan would be fast on a fast one).
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        query = text(f"SELECT count(*) + demo_pause({PAUSE_MS}) FROM sqlwatch_demo_posts")
+    elif dialect == "postgresql":
+        query = text(f"SELECT count(*) FROM sqlwatch_demo_posts, pg_sleep({PAUSE_MS / 1000})")
+    else:
+        query = text(
+            "WITH RECURSIVE counter(n) AS "
+            f"(SELECT 1 UNION ALL SELECT n + 1 FROM counter WHERE n < {ARCHIVE_ROWS}) "
+            "SELECT count(*) FROM counter"
+        )
+    return int(session.execute(query).scalar_one())
+
+
+def prepare(engine: Engine) -> None:
+    """Give SQLite connections the ``demo_pause(ms)`` function the archive count uses."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    def add_pause(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.create_function("demo_pause", 1, _pause, deterministic=False)
+
+    event.listen(engine, "connect", add_pause)
+
+
+def _pause(ms: float) -> int:
+    time.sleep(ms / 1000)
+    return 0
 
 
 def open_audit_connection(engine: Engine) -> Connection:

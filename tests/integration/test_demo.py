@@ -29,6 +29,10 @@ def check_output(out: str) -> None:
             out,
         ), relationship
     assert re.search(rf"   duplicate: 2 runs of SELECT .*, at {BLOG_LINE}site_totals\n", out)
+    assert re.search(
+        rf"   slow query: [0-9.]+ ms, SELECT count\(\*\).*, at {BLOG_LINE}archive_size\n", out
+    )
+    assert re.search(rf"   connection leak \(unreturned\): .*, checked out at {BLOG_LINE}", out)
     assert "2) The page with the loader options sqlwatch suggests:" in out
     assert "   4 queries, " in out
     assert "   no N+1, no duplicate query, no slow query, no leaked connection" in out
