@@ -11,13 +11,14 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from sqlwatch._capture.orm import OrmListener
+from sqlwatch._capture.sessions import SessionListener
 from sqlwatch._guard import report_internal_error
 from sqlwatch._pipeline import PIPELINE
+from sqlwatch.exporters.base import StatementEvent
 
 if TYPE_CHECKING:
     from sqlwatch._capture.engine import EngineTracker
     from sqlwatch._capture.execution import RawExecution
-    from sqlwatch.exporters.base import StatementEvent
 
 __all__ = ["STATE", "export_statement"]
 
@@ -28,15 +29,18 @@ class _State:
         self.trackers: dict[int, EngineTracker] = {}
         self.pipeline = PIPELINE
         self.orm = OrmListener()
+        self.sessions = SessionListener()
 
 
 STATE = _State()
 
 
 def export_statement(raw: RawExecution, exporters: tuple[Any, ...]) -> None:
-    """Give one statement to the per-statement exporters, in the app's thread."""
-    from sqlwatch.exporters.base import StatementEvent
+    """Give one statement to the per-statement exporters, in the app's thread.
 
+    Runs for every statement of an engine with exporters: an ``import`` here
+    would cost more than an exporter's whole ``statement_enabled()`` check.
+    """
     event: StatementEvent | None = None
     for exporter in exporters:
         try:

@@ -75,12 +75,33 @@ class Report:
 
     # -- JSON ---------------------------------------------------------------
 
+    def redacted(self) -> Report:
+        """The report with the literal values of every SQL text replaced by ``?``.
+
+        A statement's ``sql`` is the text sent to the driver: an application that
+        inlines values (``text(f"... WHERE token = '{token}'")``) puts them there.
+        Statements whose parameters were captured (``capture_params=True``) keep
+        their SQL: the user chose to keep values.
+        """
+        return replace(
+            self,
+            statements=tuple(_redact_statement(s) for s in self.statements),
+            slow_queries=tuple(_redact_statement(s) for s in self.slow_queries),
+            duplicates=tuple(_redact_duplicate(d) for d in self.duplicates),
+            n_plus_one=tuple(_redact_finding(f) for f in self.n_plus_one),
+            scopes=tuple(
+                replace(s, n_plus_one=tuple(_redact_finding(f) for f in s.n_plus_one))
+                for s in self.scopes
+            ),
+        )
+
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form. It leaves the process, so it is ``redacted()``."""
         data: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "sqlwatch_version": __version__,
         }
-        data.update(record_to_dict(self))
+        data.update(record_to_dict(self.redacted()))
         for statement in (*data["statements"], *data["slow_queries"]):
             if statement.get("params") is None:
                 statement.pop("params", None)
@@ -177,6 +198,29 @@ class Report:
             errors=_add_counts(self.errors, other.errors),
             scopes=merge_scopes(self.scopes, other.scopes),
         )
+
+
+def _redact(sql: str) -> str:
+    from sqlwatch._analysis import redact_literals
+
+    return redact_literals(sql)
+
+
+def _redact_statement(statement: Statement) -> Statement:
+    if statement.params is not None:
+        return statement
+    sql = _redact(statement.sql)
+    return statement if sql == statement.sql else replace(statement, sql=sql)
+
+
+def _redact_duplicate(duplicate: Duplicate) -> Duplicate:
+    sql = _redact(duplicate.sql)
+    return duplicate if sql == duplicate.sql else replace(duplicate, sql=sql)
+
+
+def _redact_finding(finding: NPlusOne) -> NPlusOne:
+    sql = _redact(finding.example_sql)
+    return finding if sql == finding.example_sql else replace(finding, example_sql=sql)
 
 
 def _parse_time(text: str) -> datetime | None:

@@ -12,6 +12,7 @@ from sqlwatch._analysis._analyzer import (
     analyze,
     analyzer_for,
     clear_caches,
+    redact_literals,
 )
 from sqlwatch._analysis._keywords import TRANSACTION_CONTROL
 
@@ -22,4 +23,5 @@ __all__ = [
     "analyze",
     "analyzer_for",
     "clear_caches",
+    "redact_literals",
 ]

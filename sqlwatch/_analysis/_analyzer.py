@@ -150,6 +150,13 @@ class StatementAnalyzer:
         except (KeyError, TypeError):
             return self._miss(sql)
 
+    def redact(self, sql: str) -> str:
+        """``sql`` with its literal values as ``?`` (parameters and layout kept)."""
+        try:
+            return self._shape.redact(_as_text(sql))
+        except Exception:  # never raises: an unreadable statement is dropped
+            return ""
+
     def cache_info(self) -> CacheInfo:
         return CacheInfo(
             len(self._exact),
@@ -317,6 +324,12 @@ def analyze(sql: str, dialect: str | None = None) -> StatementInfo:
         expected = ", ".join(known_dialect_names())
         raise ValueError(f"unknown dialect {dialect!r}; expected one of: {expected}")
     return analyzer_for(dialect)(sql)
+
+
+def redact_literals(sql: str, dialect: str | None = None) -> str:
+    """``sql`` with every literal value replaced by ``?``; placeholders, layout and
+    identifiers kept. Reports redact SQL with it before it leaves the process."""
+    return analyzer_for(dialect).redact(sql)
 
 
 def clear_caches() -> None:

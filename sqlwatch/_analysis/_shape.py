@@ -85,7 +85,7 @@ def _shape_pattern(flags: ScanFlags) -> re.Pattern[str]:
         r"(?<=/)\*[\s\S]*(?P<open0>)",
         # Dollar quoting never appears by accident: recognized in every dialect.
         r"(?<=\$)(?<![\w$]\$)(?P<tag>(?:[A-Za-z_]\w*)?)\$[\s\S]*?(?:\$(?P=tag)\$|(?P<broken0>\Z))",
-        r"(?<=\$)\d+",  # $1 (asyncpg)
+        r"(?<=\$)\d+(?P<param0>)",  # $1 (asyncpg)
         # E'...' (PostgreSQL escape strings) always take backslash escapes. The
         # prefix letter (E, N, X, B) stays in the shape; the normalizer drops it.
         r"(?<=')(?<=(?<![\w$])[Ee]')" + _string("'", True, "broken1"),
@@ -95,9 +95,9 @@ def _shape_pattern(flags: ScanFlags) -> re.Pattern[str]:
         # the shape (dots are everywhere in SQL, too common to start a match on)
         # and the normalizer drops it.
         r"(?<=\d)(?:(?<![\w$.]\d)|(?<=(?<![\w$.])\.\d))\d*(?:\.\d*)?(?:[eE][+-]?\d+)?(?![\w$])",
-        r"(?<=\?)\d+",  # ?1 (sqlite); a bare ? is already what it should become
-        r"(?<=%)(?<!%%)(?:\([^()\s]*\))?[sbt](?![\w$])",  # %s %(name)s
-        r"(?<=:)(?<![:\w]:)(?:[A-Za-z_]\w*|\d+)",  # :name :1, but not ::cast
+        r"(?<=\?)\d+(?P<param1>)",  # ?1 (sqlite); a bare ? is already what it should become
+        r"(?<=%)(?<!%%)(?:\([^()\s]*\))?[sbt](?![\w$])(?P<param2>)",  # %s %(name)s
+        r"(?<=:)(?<![:\w]:)(?:[A-Za-z_]\w*|\d+)(?P<param3>)",  # :name :1, but not ::cast
     ]
     first = "`\\-/$'0-9?%:"
     if flags.double_quoted_strings:
@@ -114,23 +114,28 @@ def _shape_pattern(flags: ScanFlags) -> re.Pattern[str]:
     return re.compile(f"[{first}](?:{'|'.join(alternatives)})")
 
 
-def _replacer(pattern: re.Pattern[str]) -> Callable[[re.Match[str]], str]:
+def _replacer(
+    pattern: re.Pattern[str], *, keep_parameters: bool = False
+) -> Callable[[re.Match[str]], str]:
     """The substitution for one shape pattern, dispatching on the group that matched.
 
     Quoted identifiers stay, comments become a space, literals and parameters
     ``?``; anything unterminated leaves a mark that keeps the statement broken.
+    With ``keep_parameters``, parameter placeholders stay as written: what
+    remains is the statement with only its values taken out (``Shaper.redact``).
     """
     actions = [""] * (pattern.groups + 1)
     for name, index in pattern.groupindex.items():
         actions[index] = name.rstrip("0123456789")
     replacements = {"drop": " ", "open": " /*", "broken": "?'"}
+    kept = {"keep", "param"} if keep_parameters else {"keep"}
 
     def replace(match: re.Match[str]) -> str:
         group = match.lastindex
         if group is None:
             return "?"
         action = actions[group]
-        if action == "keep":
+        if action in kept:
             return match.group()
         return replacements.get(action, "?")
 
@@ -164,11 +169,17 @@ def _collapse_values(shape: str) -> str:
 class Shaper:
     """The shape pass for one dialect's lexical rules."""
 
-    __slots__ = ("_pattern", "_replace")
+    __slots__ = ("_pattern", "_redact", "_replace")
 
     def __init__(self, flags: ScanFlags) -> None:
         self._pattern = _shape_pattern(flags)
         self._replace = _replacer(self._pattern)
+        self._redact = _replacer(self._pattern, keep_parameters=True)
+
+    def redact(self, sql: str) -> str:
+        """``sql`` as written, but with every literal value ``?`` and comments
+        dropped: safe to let out of the process, still the statement sent."""
+        return self._pattern.sub(self._redact, sql)
 
     def __call__(self, sql: str) -> str:
         """``sql`` with values as ``?``, comments as spaces, value lists collapsed."""

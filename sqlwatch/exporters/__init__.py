@@ -8,6 +8,7 @@ never emits a statement twice.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -76,6 +77,9 @@ def _named(name: str) -> Exporter:
 def reset_shared_exporters() -> None:
     """Forget the shared named exporters (tests; a new global OTel provider)."""
     _shared.clear()
+    json_report = sys.modules.get("sqlwatch.exporters.json_report")
+    if json_report is not None:
+        json_report.reset()  # the exit hook that writes the process-wide report
 
 
 def __getattr__(name: str) -> Any:

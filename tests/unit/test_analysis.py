@@ -36,7 +36,13 @@ from sqlalchemy.engine import Dialect as SQLAlchemyDialect
 from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
 from sqlalchemy.sql.expression import ClauseElement
 
-from sqlwatch._analysis import TRANSACTION_CONTROL, StatementAnalyzer, analyze, analyzer_for
+from sqlwatch._analysis import (
+    TRANSACTION_CONTROL,
+    StatementAnalyzer,
+    analyze,
+    analyzer_for,
+    redact_literals,
+)
 from sqlwatch.records import StatementInfo
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -412,3 +418,24 @@ def test_sqlalchemy_savepoints_share_a_fingerprint() -> None:
         infos = [analyze(template.format(name), "postgresql") for name in names]
         assert len({info.fingerprint for info in infos}) == 1
         assert all("sa_savepoint" not in info.normalized for info in infos)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT * FROM t WHERE name = 'hunter2'", "SELECT * FROM t WHERE name = ?"),
+        ("SELECT * FROM t WHERE id = 42 AND x = :x", "SELECT * FROM t WHERE id = ? AND x = :x"),
+        (
+            "SELECT * FROM t WHERE id = %(id_1)s::INTEGER",
+            "SELECT * FROM t WHERE id = %(id_1)s::INTEGER",
+        ),
+        (
+            'SELECT "it\'s" FROM t WHERE a = $1 AND b = $$x$$',
+            'SELECT "it\'s" FROM t WHERE a = $1 AND b = ?',
+        ),
+        ("SELECT t1.c2 FROM t1 WHERE c = ?", "SELECT t1.c2 FROM t1 WHERE c = ?"),
+        ("SELECT 1 /* 'secret' */", "SELECT ?  "),
+    ],
+)
+def test_redact_literals_keeps_the_statement_but_not_its_values(sql: str, expected: str) -> None:
+    assert redact_literals(sql) == expected

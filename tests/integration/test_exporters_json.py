@@ -1,0 +1,153 @@
+"""``JSONExporter``: scope reports at scope end, the process-wide report at exit and on demand.
+
+Files are read back with ``sqlwatch.Report.load``; exit behaviour runs in a
+fresh interpreter, where ``atexit`` really fires.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+import sqlwatch
+from sqlwatch.exporters.json_report import JSONExporter
+from tests.models import Base, User, seed
+
+
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        seed(session)
+    return engine
+
+
+def test_watch_report_written_when_the_scope_ends(db: Engine, tmp_path: Path) -> None:
+    target = tmp_path / "reports" / "watch.json"
+    sqlwatch.instrument(db, exporters=())
+    watch = sqlwatch.watch("checkout", exporters=[f"json:{target}"])
+    with watch as w, db.connect() as connection:
+        connection.execute(select(User.id)).all()
+        connection.execute(select(User.name).where(User.id == 2)).all()
+        assert not target.exists()  # written at the end, not before
+    loaded = sqlwatch.Report.load(target)
+    assert loaded.name == "checkout"
+    assert loaded.query_count == w.report.query_count == 2
+    assert [s.fingerprint for s in loaded.statements] == [q.fingerprint for q in w.queries]
+    assert json.loads(target.read_text())["schema_version"] == 1
+
+
+def test_the_file_is_replaced_in_one_rename(db: Engine, tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("previous content")
+    before = os.stat(target)
+    sqlwatch.instrument(db, exporters=())
+    with sqlwatch.watch(exporters=[JSONExporter(target)]), db.connect() as connection:
+        connection.execute(select(User.id)).all()
+    after = os.stat(target)
+    # a new file took the old one's name: readers see the old report or the new one
+    assert after.st_ino != before.st_ino
+    assert sqlwatch.Report.load(target).query_count == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report.json")] == []
+
+
+def test_literals_are_normalized_unless_parameters_were_captured(
+    db: Engine, tmp_path: Path
+) -> None:
+    plain, kept = tmp_path / "plain.json", tmp_path / "kept.json"
+    sqlwatch.instrument(db, exporters=())
+    sql = "SELECT id FROM users WHERE name = 'user1'"
+    with db.connect() as connection:
+        with sqlwatch.watch(exporters=[JSONExporter(plain)], slow_query_ms=0):
+            connection.execute(text(sql)).all()
+            connection.execute(text(sql)).all()  # a duplicate too
+        with sqlwatch.watch(exporters=[JSONExporter(kept)], capture_params=True):
+            connection.execute(text(sql)).all()
+    report = sqlwatch.Report.load(plain)
+    assert "user1" not in plain.read_text()
+    assert report.statements[0].sql == report.statements[0].normalized
+    assert report.slow_queries[0].sql == report.statements[0].normalized
+    assert report.duplicates[0].sql == report.statements[0].normalized
+    assert sqlwatch.Report.load(kept).statements[0].sql == sql
+
+
+def test_process_wide_report_on_demand(db: Engine, tmp_path: Path) -> None:
+    target = tmp_path / "process.json"
+    exporter = JSONExporter(target)
+    sqlwatch.instrument(db, exporters=[exporter])
+    with db.connect() as connection:
+        connection.execute(select(User.id)).all()
+    assert exporter.flush() == target
+    assert sqlwatch.Report.load(target).query_count == sqlwatch.report().query_count
+    custom = sqlwatch.Report(name="custom", query_count=7)
+    exporter.export(custom)
+    assert sqlwatch.Report.load(target).query_count == 7
+
+
+def _run(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sqlwatch
+            from sqlalchemy import create_engine, text
+
+            engine = create_engine("sqlite:///{tmp_path / "app.db"}")
+            """
+        )
+        + textwrap.dedent(body)
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def test_process_wide_report_written_at_exit(tmp_path: Path) -> None:
+    target = tmp_path / "at-exit.json"
+    _run(
+        tmp_path,
+        f"""
+        other = create_engine("sqlite:///{tmp_path / "other.db"}")
+        sqlwatch.instrument(engine, exporters=["json:{target}"])
+        sqlwatch.instrument(other, exporters=["logging", "json:{target}"])
+        with engine.connect() as connection:
+            for _ in range(3):
+                connection.execute(text("SELECT 1"))
+        with other.connect() as connection:
+            connection.execute(text("SELECT 2"))
+        """,
+    )
+    report = sqlwatch.Report.load(target)
+    assert report.name == "process"
+    assert report.query_count == 4
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".at-exit")] == []
+
+
+def test_reset_unregisters_the_exit_write(tmp_path: Path) -> None:
+    target = tmp_path / "never.json"
+    _run(
+        tmp_path,
+        f"""
+        sqlwatch.instrument(engine, exporters=["json:{target}"])
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        sqlwatch.reset()
+        """,
+    )
+    assert not target.exists()
