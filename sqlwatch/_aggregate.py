@@ -136,6 +136,16 @@ class Aggregator:
         return aggregate
 
     def contribute(self, fields: dict[str, Any]) -> None:
+        if not self.fingerprints:  # a scope that ran nothing: most requests of a web app
+            fields.update(
+                query_count=0,
+                total_query_ms=0.0,
+                operations={},
+                tables={},
+                fingerprints=(),
+                errors={},
+            )
+            return
         operations: dict[str, int] = {}
         tables: dict[str, int] = {}
         for aggregate in self.fingerprints.values():

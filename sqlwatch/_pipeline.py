@@ -2,9 +2,9 @@
 
 The listener appends a ``RawExecution`` to one buffer and returns; the buffer
 is processed (analysis, parameter hashing, aggregation, detectors) when it
-holds ``BATCH`` statements, when a statement needs attention now (slow, an
-error, an ORM loader statement that may complete an N+1), and whenever a
-scope is read or closed. The buffer is bounded by ``BATCH``: processing is
+holds ``BATCH`` statements, when a statement needs attention now (slow, or
+an error), and whenever a scope is read or closed. An N+1 is therefore
+reported when its batch is processed: at the latest when its scope closes. The buffer is bounded by ``BATCH``: processing is
 deferred, never dropped. Processing runs under one lock; a re-entrant one,
 because an exporter may itself run SQL.
 """
@@ -79,12 +79,6 @@ class Pipeline:
         self.pending: deque[RawExecution] = deque()
         self.lock = threading.RLock()
         self.process_scope: Scope | None = None
-
-    def submit(self, raw: RawExecution, urgent: bool) -> None:
-        pending = self.pending
-        pending.append(raw)
-        if urgent or len(pending) >= BATCH:
-            self.flush()
 
     def flush(self) -> None:
         """Process everything captured so far (any thread's)."""

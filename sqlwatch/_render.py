@@ -31,6 +31,24 @@ def _clip(text: str, width: int = _SQL_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _pool_size(size: int | None, max_overflow: int | None) -> str:
+    """``5+10`` for a QueuePool, ``5`` where there is no overflow, ``-`` for none."""
+    if size is None:
+        return "-"
+    base = "unlimited" if size == 0 else str(size)  # QueuePool(pool_size=0): no limit
+    if max_overflow is None or size == 0:
+        return base
+    return f"{base}+{'unlimited' if max_overflow < 0 else max_overflow}"
+
+
+def _counted(items: Sequence[str]) -> str:
+    """``a.py:3 in f (x2), b.py:9 in g``: repeated entries once, with their count."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return ", ".join(f"{item} (x{n})" if n > 1 else item for item, n in counts.items())
+
+
 def report_sections(report: Report, *, top: int = 10) -> list[Section]:
     sections = [
         Section(
@@ -98,16 +116,31 @@ def report_sections(report: Report, *, top: int = 10) -> list[Section]:
         ),
         Section(
             "Connection pools",
-            ("engine", "pool", "size", "peak", "checkouts", "timeouts", "wait p95", "hold p95"),
+            (
+                "engine",
+                "pool",
+                "size",
+                "out",
+                "peak",
+                "checkouts",
+                "invalidated",
+                "timeouts",
+                "wait p95 ms",
+                "wait max ms",
+                "hold p95 ms",
+            ),
             [
                 (
                     name,
                     p.pool_class,
-                    "-" if p.size is None else f"{p.size}+{p.max_overflow or 0}",
+                    _pool_size(p.size, p.max_overflow),
+                    str(p.checked_out),
                     str(p.peak_checked_out),
                     str(p.checkouts),
+                    str(p.invalidations),
                     "-" if p.timeouts is None else str(p.timeouts),
                     _ms(p.wait_ms.get("p95", 0.0)),
+                    _ms(p.wait_ms.get("max", 0.0)),
                     _ms(p.hold_ms.get("p95", 0.0)),
                 )
                 for name, p in report.pools.items()
@@ -115,8 +148,8 @@ def report_sections(report: Report, *, top: int = 10) -> list[Section]:
         ),
         Section(
             "Connection leaks",
-            ("kind", "engine", "held ms", "checked out at"),
-            [(k.kind, k.engine, _ms(k.held_ms), k.call_site or "-") for k in report.leaks],
+            ("kind", "held ms", "checked out at", "engine"),
+            [(k.kind, _ms(k.held_ms), k.call_site or "-", k.engine) for k in report.leaks],
         ),
         Section(
             "Errors",
@@ -143,13 +176,13 @@ def report_sections(report: Report, *, top: int = 10) -> list[Section]:
         sections.append(
             Section(
                 "Sessions",
-                ("opened", "closed", "unclosed", "unclosed created at"),
+                ("opened", "closed", "unclosed", "unclosed, first used at"),
                 [
                     (
                         str(sessions.opened),
                         str(sessions.closed),
                         str(sessions.unclosed),
-                        ", ".join(sessions.unclosed_call_sites) or "-",
+                        _counted(sessions.unclosed_call_sites) or "-",
                     )
                 ],
             )

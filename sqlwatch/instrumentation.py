@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 
 from sqlwatch._capture.engine import EngineTracker, engine_name
+from sqlwatch._capture.pool import attach_pool_tracker
 from sqlwatch._state import STATE, export_statement
 from sqlwatch.config import Options
 from sqlwatch.exporters import resolve_exporters
@@ -37,7 +38,7 @@ PROCESS_DEFAULTS: dict[str, Any] = {
     "detect_unused_eager_loads": False,
 }
 
-ENGINE_EXTENSIONS: list[Callable[[EngineTracker, Engine], None]] = []
+ENGINE_EXTENSIONS: list[Callable[[EngineTracker, Engine], None]] = [attach_pool_tracker]
 """Called with each new tracker: components that listen to more than statements
 (the pool tracker) attach here, through ``tracker.listen`` so they come off too."""
 
@@ -114,6 +115,7 @@ def instrument(
             extension(tracker, sync_engine)
         STATE.trackers[id(sync_engine)] = tracker
         STATE.orm.install()
+        STATE.sessions.install()
         handle = _handles[id(sync_engine)] = Instrumentation(tracker, engine)
         return handle
 
@@ -138,6 +140,7 @@ def uninstrument(engine: Engine | AsyncEngine) -> None:
             tracker.detach()
         if not STATE.trackers:
             STATE.orm.remove()
+            STATE.sessions.remove()
 
 
 def tracker_for(engine: Engine | AsyncEngine) -> EngineTracker | None:
@@ -163,6 +166,7 @@ def reset() -> None:
             tracker.detach()
         _handles.clear()
         STATE.orm.remove()
+        STATE.sessions.remove()
         STATE.pipeline.clear()
     clear_caches()
     reset_shared_exporters()

@@ -144,6 +144,7 @@ class Scope:
         self.name = name
         self.options = options
         self.process_wide = process_wide
+        self.track_resources = track_resources
         self.exporters = resolve_exporters(options.exporters)
         self.engine_ids = frozenset(engine_ids) if engine_ids is not None else None
         self.start_ns = perf_counter_ns()

@@ -22,6 +22,7 @@ from sqlalchemy.engine.interfaces import ExecuteStyle
 from sqlwatch._analysis import analyzer_for
 from sqlwatch._capture.call_sites import find_call_site
 from sqlwatch._capture.execution import RawExecution, new_raw
+from sqlwatch._capture.orm import pending_load
 from sqlwatch._capture.sqlcommenter import with_traceparent
 from sqlwatch._context import ScopeChain, current_chain
 from sqlwatch._guard import report_internal_error
@@ -36,7 +37,6 @@ __all__ = ["EngineTracker", "engine_name"]
 
 ExportStatement = Callable[[RawExecution, tuple[Any, ...]], None]
 
-_ORM_OPTION = "_sqlwatch_orm"
 _INSERTMANYVALUES = ExecuteStyle.INSERTMANYVALUES
 
 
@@ -158,7 +158,12 @@ class EngineTracker:
         duration = perf_counter_ns() - start
         # ``_record`` inlined for the most common call: one less Python call per statement.
         try:
-            orm = context.execution_options.get(_ORM_OPTION)
+            tagged = pending_load.get()
+            orm = (
+                tagged[1]
+                if tagged is not None and tagged[0] is context.invoked_statement
+                else None
+            )
             raw = new_raw(
                 RawExecution,
                 (
@@ -177,12 +182,7 @@ class EngineTracker:
             )
             pending = self._pending
             pending.append(raw)
-            if (
-                orm is not None
-                or duration >= self.slow_ns
-                or duration >= chain.slow_ns
-                or len(pending) >= BATCH
-            ):
+            if duration >= self.slow_ns or duration >= chain.slow_ns or len(pending) >= BATCH:
                 self._flush()
             if self.exporters or chain.statement_exporters:
                 self._export(raw, chain)
@@ -257,7 +257,12 @@ class EngineTracker:
         try:
             if not batch and context.execute_style is _INSERTMANYVALUES:
                 batch = len(context.parameters)  # one multi-row INSERT of a batch
-            orm = context.execution_options.get(_ORM_OPTION)
+            tagged = pending_load.get()
+            orm = (
+                tagged[1]
+                if tagged is not None and tagged[0] is context.invoked_statement
+                else None
+            )
             raw = new_raw(
                 RawExecution,
                 (
@@ -277,8 +282,7 @@ class EngineTracker:
             pending = self._pending
             pending.append(raw)
             if (
-                orm is not None
-                or exc is not None
+                exc is not None
                 or duration >= self.slow_ns
                 or duration >= chain.slow_ns
                 or len(pending) >= BATCH

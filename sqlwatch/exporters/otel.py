@@ -393,8 +393,7 @@ def _connection_counts(tracker: EngineTracker) -> tuple[int, int | None] | None:
         return pool.checkedout(), pool.checkedin()
     tracked = _pool_tracker(tracker)
     if tracked is not None:
-        with tracked.lock:
-            return tracked.process.checked_out, None
+        return tracked.checked_out(), None
     return None
 
 

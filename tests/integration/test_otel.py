@@ -225,6 +225,33 @@ def test_connection_count_by_state(db: Engine, otel: OTel) -> None:
     assert otel.collect()["db.client.connection.count"].unit == "{connection}"
 
 
+def test_connection_count_of_a_pool_without_idle_connections(
+    tmp_path: Any, otel: OTel
+) -> None:
+    """NullPool keeps nothing idle: sqlwatch's own checkout tracking says what is used."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'null.db'}", poolclass=NullPool)
+    handle = sqlwatch.instrument(engine, exporters=[otel.exporter])
+
+    def used() -> list[int]:
+        metric = otel.collect()["db.client.connection.count"]
+        return [
+            p.value
+            for p in metric.data.data_points
+            if p.attributes["db.client.connection.pool.name"] == handle.name
+            and p.attributes["db.client.connection.state"] == "used"
+        ]
+
+    with engine.connect() as first, engine.connect() as second:
+        first.execute(text("SELECT 1"))
+        second.execute(text("SELECT 2"))
+        assert used() == [2]
+    assert used() == [0]
+    engine.dispose()
+
+
 def test_watch_exporters_and_their_span_threshold(db: Engine, otel: OTel) -> None:
     install_sleep(db)
     sqlwatch.instrument(db, exporters=())

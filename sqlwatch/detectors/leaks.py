@@ -1,0 +1,103 @@
+"""Connection pools and leaks, per scope.
+
+The pool tracker (``sqlwatch._capture.pool``) counts each checkout in the
+process-wide figures and in every scope open in the context that made it; this
+detector owns a scope's figures (``counters_for``) and turns them into the
+report's ``pools`` and ``leaks``. It has no interest in statements.
+
+In a ``watch()`` (or a test, or a request) the pool figures are those of the
+checkouts made inside it: how many connections the block took, how long it
+waited and held them, its own peak of simultaneous connections. Concurrent
+scopes never see each other's checkouts, as for statements. When the scope
+closes, its checkouts still out are ``unreturned`` leaks, reported to the
+scope and (once per checkout) to the process-wide report.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from sqlwatch._capture.pool import SCOPE_KEY, PoolCounters, PoolInfo, PoolTracker
+from sqlwatch.detectors.base import Detector
+from sqlwatch.records import Leak
+
+if TYPE_CHECKING:
+    from sqlwatch.scope import Scope
+
+__all__ = ["Leaks"]
+
+
+class Leaks(Detector):
+    per_statement = False
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(scope)
+        self._lock = threading.Lock()
+        self._by_engine: dict[int, tuple[PoolTracker, PoolCounters]] = {}
+        """Scopes: engine id -> (tracker, counters), created at the first checkout."""
+        self._by_name: dict[str, tuple[PoolTracker | None, PoolCounters]] = {}
+        """The process scope: engine name -> (current tracker, counters), from
+        ``instrument()`` on, kept across ``uninstrument``."""
+        scope.extensions[SCOPE_KEY] = self
+
+    # -- the pool tracker's side ----------------------------------------------
+
+    def counters_for(self, tracker: PoolTracker) -> PoolCounters:
+        """This scope's figures for one engine (any thread)."""
+        found = self._by_engine.get(tracker.engine_id)
+        if found is not None and found[0] is tracker:
+            return found[1]
+        with self._lock:
+            found = self._by_engine.get(tracker.engine_id)
+            if found is None or found[0] is not tracker:
+                counters = PoolCounters(
+                    tracker.name, tracker.info, self.scope.options.leak_threshold_s, self.scope
+                )
+                found = self._by_engine[tracker.engine_id] = (tracker, counters)
+            return found[1]
+
+    def adopt(self, name: str, info: PoolInfo, threshold_s: float) -> PoolCounters:
+        """The process-wide figures of an engine being instrumented (again)."""
+        with self._lock:
+            found = self._by_name.get(name)
+            if found is not None:
+                counters = found[1]
+                counters.info = info
+                counters.threshold_ns = int(threshold_s * 1e9)
+                return counters
+            counters = PoolCounters(name, info, threshold_s, self.scope)
+            self._by_name[name] = (None, counters)
+            return counters
+
+    def register(self, tracker: PoolTracker, counters: PoolCounters) -> None:
+        with self._lock:
+            self._by_name[counters.name] = (tracker, counters)
+
+    # -- the scope's side -------------------------------------------------------
+
+    def _entries(self) -> list[tuple[PoolTracker | None, PoolCounters]]:
+        with self._lock:
+            return [*self._by_name.values(), *self._by_engine.values()]
+
+    def close(self) -> None:
+        for tracker, counters in self._entries():
+            if tracker is not None:
+                tracker.close_scope(counters)
+
+    def contribute(self, fields: dict[str, Any]) -> None:
+        pools = {}
+        leaks: list[Leak] = []
+        for tracker, counters in self._entries():
+            if tracker is None:
+                stats, found = counters.stats(), list(counters.leaks)
+            else:
+                if self.scope.process_wide:
+                    tracker.refresh()
+                stats, found = tracker.snapshot(counters, scan=True)
+            pools[counters.name] = stats
+            leaks.extend(found)
+        if pools:
+            fields["pools"] = pools
+        if leaks:
+            fields["leaks"] = tuple(leaks)
