@@ -21,8 +21,8 @@ from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from sqlwatch._analysis import analyzer_for
 from sqlwatch._capture.call_sites import find_call_site
-from sqlwatch._capture.execution import RawExecution, new_raw
-from sqlwatch._capture.orm import pending_load
+from sqlwatch._capture.execution import OrmLoad, RawExecution, new_raw
+from sqlwatch._capture.orm import pending_load, take_load
 from sqlwatch._capture.sqlcommenter import with_traceparent
 from sqlwatch._context import ScopeChain, current_chain
 from sqlwatch._guard import report_internal_error
@@ -83,6 +83,8 @@ class EngineTracker:
         self.analyzer = analyzer_for(engine.dialect.name)
         self.cached_info = self.analyzer.cached
         self.exporters: tuple[Any, ...] = ()
+        self.timely_findings = False
+        """Set with ``exporters``: one of them has ``timely_findings``."""
         self.call_sites = options.capture_call_sites
         self.capture_params = options.capture_params
         self.sqlcommenter = options.sqlcommenter
@@ -159,11 +161,7 @@ class EngineTracker:
         # ``_record`` inlined for the most common call: one less Python call per statement.
         try:
             tagged = pending_load.get()
-            orm = (
-                tagged[1]
-                if tagged is not None and tagged[0] is context.invoked_statement
-                else None
-            )
+            orm = take_load(tagged, context.invoked_statement) if tagged else None
             raw = new_raw(
                 RawExecution,
                 (
@@ -182,7 +180,12 @@ class EngineTracker:
             )
             pending = self._pending
             pending.append(raw)
-            if duration >= self.slow_ns or duration >= chain.slow_ns or len(pending) >= BATCH:
+            if (
+                len(pending) >= BATCH
+                or duration >= self.slow_ns
+                or duration >= chain.slow_ns
+                or (orm is not None and self._urgent(orm, chain))
+            ):
                 self._flush()
             if self.exporters or chain.statement_exporters:
                 self._export(raw, chain)
@@ -258,11 +261,7 @@ class EngineTracker:
             if not batch and context.execute_style is _INSERTMANYVALUES:
                 batch = len(context.parameters)  # one multi-row INSERT of a batch
             tagged = pending_load.get()
-            orm = (
-                tagged[1]
-                if tagged is not None and tagged[0] is context.invoked_statement
-                else None
-            )
+            orm = take_load(tagged, context.invoked_statement) if tagged else None
             raw = new_raw(
                 RawExecution,
                 (
@@ -283,6 +282,7 @@ class EngineTracker:
             pending.append(raw)
             if (
                 exc is not None
+                or (orm is not None and self._urgent(orm, chain))
                 or duration >= self.slow_ns
                 or duration >= chain.slow_ns
                 or len(pending) >= BATCH
@@ -292,6 +292,15 @@ class EngineTracker:
                 self._export(raw, chain)
         except Exception as error:
             report_internal_error("statement capture", error)
+
+    def _urgent(self, orm: OrmLoad, chain: ScopeChain) -> bool:
+        """Whether an ORM loader statement must be processed now, not in a batch.
+
+        Eager loads: the unused-eager-load detector must see them before the
+        application reads the rows. Lazy loads: when an exporter wants N+1
+        findings while the loop still runs (its span still current).
+        """
+        return orm.kind == "eager_load" or self.timely_findings or chain.timely_findings
 
     def _export(self, raw: RawExecution, chain: ScopeChain) -> None:
         exporters = self.exporters

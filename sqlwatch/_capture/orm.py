@@ -27,12 +27,26 @@ from sqlwatch._capture.call_sites import is_internal_file
 from sqlwatch._capture.execution import OrmLoad
 from sqlwatch._guard import report_internal_error
 
-__all__ = ["OrmListener", "describe_load", "pending_load"]
+__all__ = ["OrmListener", "describe_load", "pending_load", "take_load"]
 
-pending_load: ContextVar[tuple[Any, OrmLoad] | None] = ContextVar(
-    "sqlwatch_orm_load", default=None
-)
-"""The statement the ORM is about to run on behalf of a loader, and what it loads."""
+Tagged = tuple[tuple[Any, OrmLoad], ...]
+
+pending_load: ContextVar[Tagged] = ContextVar("sqlwatch_orm_load", default=())
+"""Statements the ORM is about to run on behalf of a loader, newest first, with
+what they load. More than one can wait: an autoflush runs between a load's
+``do_orm_execute`` and its cursor call, and may itself lazy-load."""
+
+MAX_PENDING = 8
+"""A tag whose statement never ran (it failed before the cursor) ages out."""
+
+
+def take_load(tagged: Tagged, statement: Any) -> OrmLoad | None:
+    """The load tagged for ``statement``, removed from the pending ones."""
+    for index, (waiting, load) in enumerate(tagged):
+        if waiting is statement:
+            pending_load.set(tagged[:index] + tagged[index + 1 :])
+            return load
+    return None
 
 
 def describe_load(state: ORMExecuteState) -> OrmLoad | None:
@@ -103,7 +117,7 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
     try:
         load = describe_load(state)
         if load is not None:
-            pending_load.set((state.statement, load))
+            pending_load.set(((state.statement, load), *pending_load.get()[: MAX_PENDING - 1]))
     except Exception as exc:
         report_internal_error("ORM execute listener", exc)
 

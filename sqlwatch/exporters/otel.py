@@ -530,6 +530,8 @@ class OTelExporter(Exporter):
 
     # -- providers ------------------------------------------------------------
 
+    timely_findings = True
+
     def statement_enabled(self) -> bool:
         if self._follows_globals and (
             _providers.tracer() is not self._seen_tracer_provider
