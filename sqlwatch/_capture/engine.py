@@ -38,6 +38,11 @@ __all__ = ["EngineTracker", "engine_name"]
 ExportStatement = Callable[[RawExecution, tuple[Any, ...]], None]
 
 _INSERTMANYVALUES = ExecuteStyle.INSERTMANYVALUES
+_FIRST_CALLER_FRAME = 4
+"""Where the call-site walk starts, seen from the listener. The listener's caller
+(``_exec_single_context``, ``_exec_insertmany_context``, ``_cursor_execute``) and
+that function's caller (``_execute_context``, ``_execute_scalar``) are always
+SQLAlchemy's: skipping them saves building two frame objects per statement."""
 
 
 def engine_name(engine: Engine) -> str:
@@ -172,7 +177,9 @@ class EngineTracker:
                     duration,
                     cursor.rowcount or self._zero_rowcount(cursor),
                     len(context.parameters) if context.execute_style is _INSERTMANYVALUES else 0,
-                    find_call_site(2) if self.call_sites or chain.call_sites else None,
+                    find_call_site(_FIRST_CALLER_FRAME)
+                    if self.call_sites or chain.call_sites
+                    else None,
                     orm,
                     None,
                     chain,
@@ -272,7 +279,9 @@ class EngineTracker:
                     duration,
                     (cursor.rowcount or self._zero_rowcount(cursor)) if exc is None else None,
                     batch,
-                    find_call_site(3) if self.call_sites or chain.call_sites else None,
+                    find_call_site(_FIRST_CALLER_FRAME + 1)
+                    if self.call_sites or chain.call_sites
+                    else None,
                     orm,
                     None if exc is None else type(exc),
                     chain,
