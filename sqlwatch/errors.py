@@ -7,6 +7,10 @@
           ├── QueryCountExceeded (AssertionError)   assert_max_queries failed
           └── NPlusOneDetected  (AssertionError)    assert_no_n_plus_one failed
 
+    UserWarning
+     └── NPlusOneWarning                     an N+1 in a test, under
+                                             --sqlwatch-n-plus-one=warn (pytest plugin)
+
 The assertion errors subclass ``AssertionError`` so that pytest and unittest
 report them as test failures, not as errors. Bad options are plain ``TypeError``
 (an unknown name, as Python does for keywords) or ``ValueError`` (a bad value).
@@ -15,7 +19,7 @@ Errors *inside* sqlwatch's listeners never surface: they are logged and swallowe
 
 from __future__ import annotations
 
-__all__ = ["NPlusOneDetected", "QueryCountExceeded", "SQLWatchError"]
+__all__ = ["NPlusOneDetected", "NPlusOneWarning", "QueryCountExceeded", "SQLWatchError"]
 
 
 class SQLWatchError(Exception):
@@ -28,3 +32,9 @@ class QueryCountExceeded(SQLWatchError, AssertionError):
 
 class NPlusOneDetected(SQLWatchError, AssertionError):
     """``assert_no_n_plus_one`` saw a loop issuing one query per row."""
+
+
+class NPlusOneWarning(UserWarning):
+    """An N+1 in a test, when the pytest plugin is told to warn. Filter it as
+    ``sqlwatch.errors.NPlusOneWarning``: ``filterwarnings = error`` makes it fail
+    the test, like any warning."""

@@ -1,0 +1,138 @@
+"""What the ASGI and WSGI middlewares share: options, the per-request watch, the header.
+
+A request's watch is built for speed: its options are validated once, when the
+middleware is created, and it takes no psutil snapshots (two ``/proc`` reads per
+request would cost more than everything else the middleware does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from typing import Any, TypedDict
+
+from sqlwatch._context import pop_scope, push_scope
+from sqlwatch.config import OPTION_NAMES, Options
+from sqlwatch.watch import WATCH_DEFAULTS, Watch, _engine_ids
+
+__all__ = [
+    "MIDDLEWARE_OPTIONS",
+    "REQUEST_DEFAULTS",
+    "UNMATCHED",
+    "RequestWatch",
+    "WatchOptions",
+    "parse_options",
+    "server_timing",
+]
+
+MIDDLEWARE_OPTIONS = frozenset({"server_timing", "engines"})
+
+
+class WatchOptions(TypedDict, total=False):
+    """The ``watch()`` options, typed for ``**options: Unpack[WatchOptions]``: type
+    checkers then check the keywords of ``SQLWatchMiddleware(app, ...)`` and of
+    Starlette's ``app.add_middleware(SQLWatchMiddleware, ...)`` (a bare ``**options:
+    Any`` defeats the latter's ``ParamSpec``). A test keeps it in step with ``Options``."""
+
+    slow_query_ms: float
+    n_plus_one_threshold: int
+    capture_params: bool
+    capture_call_sites: bool
+    max_statements: int
+    leak_threshold_s: float
+    detect_unused_eager_loads: bool
+    ignore: Sequence[str]
+    span_min_duration_ms: float
+    sqlcommenter: bool
+    exporters: Sequence[Any]
+
+
+REQUEST_DEFAULTS: dict[str, Any] = {**WATCH_DEFAULTS, "detect_unused_eager_loads": False}
+"""``watch()``'s defaults, except what costs on every request in production: unused
+eager loads are off, as in ``instrument()``'s process-wide scope (pass ``True``)."""
+
+UNMATCHED = "(unmatched)"
+"""The route name of a request the framework routed but found no route for: one
+name for every 404, so that scanners probing random URLs cannot fill the report
+with one entry per URL."""
+
+
+class MiddlewareOptions:
+    __slots__ = ("engine_ids", "server_timing", "watch_options")
+
+    def __init__(
+        self, server_timing: bool, engine_ids: frozenset[int] | None, watch_options: Options
+    ) -> None:
+        self.server_timing = server_timing
+        self.engine_ids = engine_ids
+        self.watch_options = watch_options
+
+
+def parse_options(
+    kind: str, server_timing: object, engines: Iterable[Any] | None, options: WatchOptions
+) -> MiddlewareOptions:
+    """Validate the middleware's own options and the watch options, once."""
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if unknown:
+        valid = ", ".join(sorted(OPTION_NAMES | MIDDLEWARE_OPTIONS))
+        raise TypeError(
+            f"unknown option {unknown[0]!r} for sqlwatch's {kind} SQLWatchMiddleware; "
+            f"valid options: {valid}"
+        )
+    if not isinstance(server_timing, bool):
+        raise ValueError(f"option 'server_timing' must be True or False, got {server_timing!r}")
+    watch_options = Options.from_kwargs(dict(options), **REQUEST_DEFAULTS)
+    return MiddlewareOptions(server_timing, _engine_ids(engines), watch_options)
+
+
+class RequestWatch(Watch):
+    """One request's watch. It can step out of the current context and back in:
+    a WSGI body may be iterated after the application returned, even in another
+    context, and its statements still belong to the request."""
+
+    _track_resources = False
+
+    def __init__(self, name: str, options: MiddlewareOptions) -> None:  # no re-validation
+        self.name = name
+        self.options = options.watch_options
+        self._engine_ids = options.engine_ids
+        self._scope = None
+        self._token = None
+        self._final = None
+
+    def rename(self, name: str) -> None:
+        """The route template is known only once the framework has routed the request."""
+        self.name = name
+        scope = self._scope
+        if scope is not None:
+            scope.name = name
+
+    def totals(self) -> tuple[int, int]:
+        scope = self._scope
+        return scope.totals() if scope is not None else (0, 0)
+
+    def suspend(self) -> None:
+        token = self._token
+        if token is not None:
+            self._token = None
+            with contextlib.suppress(ValueError):  # another context: nothing of ours to undo
+                pop_scope(token)
+
+    def resume(self) -> None:
+        scope = self._scope
+        if scope is not None and self._token is None and not scope.closed:
+            self._token = push_scope(scope)
+
+    def finish(self) -> None:
+        """Close, whether the watch is suspended or not (idempotent)."""
+        scope = self._scope
+        if scope is None or scope.closed:
+            return
+        if self._token is None:
+            self._token = push_scope(scope)
+        self._close()
+
+
+def server_timing(count: int, total_ns: int) -> str:
+    """The ``Server-Timing`` entry: ``db;dur=<ms>;desc="<n> queries"``."""
+    return f'db;dur={total_ns / 1e6:.3f};desc="{count} queries"'
