@@ -85,23 +85,16 @@ def _classify(filename: str) -> bool:
 
 def find_call_site(depth: int = 2) -> CallSite | None:
     """The first frame outside sqlwatch, SQLAlchemy and the standard library."""
-    frame: FrameType | None = sys._getframe(depth)
-    cache = _is_internal_file
-    while frame is not None:
-        code = frame.f_code
-        filename = code.co_filename
-        internal = cache.get(filename)
-        if internal is None:
-            internal = _classify(filename)
-        if not internal:
-            return filename, frame.f_lineno, code.co_name
-        frame = frame.f_back
-    return _find_in_parent_greenlet()
+    return call_site_from(sys._getframe(depth))
 
 
 def call_site_from(frame: FrameType | None) -> CallSite | None:
     """``find_call_site`` from a frame the caller already holds (the pool tracker
     skips the frames it knows to be SQLAlchemy's without materializing them)."""
+    return _first_outside(frame) or _find_in_parent_greenlet()
+
+
+def _first_outside(frame: FrameType | None) -> CallSite | None:
     cache = _is_internal_file
     while frame is not None:
         code = frame.f_code
@@ -112,7 +105,7 @@ def call_site_from(frame: FrameType | None) -> CallSite | None:
         if not internal:
             return filename, frame.f_lineno, code.co_name
         frame = frame.f_back
-    return _find_in_parent_greenlet()
+    return None
 
 
 def is_internal_file(filename: str) -> bool:
@@ -134,15 +127,9 @@ def _find_in_parent_greenlet() -> CallSite | None:
     current = greenlet_module.getcurrent()
     parent = getattr(current, "parent", None)
     while parent is not None:
-        frame: FrameType | None = parent.gr_frame
-        while frame is not None:
-            code = frame.f_code
-            internal = _is_internal_file.get(code.co_filename)
-            if internal is None:
-                internal = _classify(code.co_filename)
-            if not internal:
-                return code.co_filename, frame.f_lineno, code.co_name
-            frame = frame.f_back
+        site = _first_outside(parent.gr_frame)
+        if site is not None:
+            return site
         parent = getattr(parent, "parent", None)
     return None
 
