@@ -39,7 +39,7 @@ def _clean_sqlwatch() -> Iterator[None]:
 def require_postgres_url() -> str:
     if POSTGRES_URL:
         return POSTGRES_URL
-    message = "SQLWATCH_TEST_POSTGRES_URL is not set (eval \"$(.ci/start-postgres)\")"
+    message = 'SQLWATCH_TEST_POSTGRES_URL is not set (eval "$(.ci/start-postgres)")'
     if os.environ.get("CI"):
         pytest.fail(f"PostgreSQL is required in CI: {message}")
     pytest.skip(message)
@@ -90,7 +90,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture(
     params=["sqlite+aiosqlite", pytest.param("postgresql+asyncpg", marks=pytest.mark.postgres)]
 )
-async def async_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+async def async_engine(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[AsyncEngine]:
     if request.param == "sqlite+aiosqlite":
         engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
     else:

@@ -107,7 +107,9 @@ def seed(session: object, users: int = 3, addresses_each: int = 2) -> None:
         user.posts = [Post(title=f"post{i}", body=f"body {i}", tags=tags[: i % 3 + 1])]
         session.add(user)
     boss = Manager(name="boss")
-    session.add_all([boss, Engineer(name="eng1", manager=boss), Engineer(name="eng2", manager=boss)])
+    session.add_all(
+        [boss, Engineer(name="eng1", manager=boss), Engineer(name="eng2", manager=boss)]
+    )
     session.commit()
 
 

@@ -225,9 +225,7 @@ def test_connection_count_by_state(db: Engine, otel: OTel) -> None:
     assert otel.collect()["db.client.connection.count"].unit == "{connection}"
 
 
-def test_connection_count_of_a_pool_without_idle_connections(
-    tmp_path: Any, otel: OTel
-) -> None:
+def test_connection_count_of_a_pool_without_idle_connections(tmp_path: Any, otel: OTel) -> None:
     """NullPool keeps nothing idle: sqlwatch's own checkout tracking says what is used."""
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool

@@ -220,9 +220,12 @@ def test_watch_report_before_entering_is_empty() -> None:
 def test_params_captured_by_a_watch_stay_in_that_watch(db: Engine) -> None:
     """capture_params is the watch's opt-in: the process-wide report and an
     enclosing watch that did not opt in never show the values."""
-    with sqlwatch.watch() as outer, sqlwatch.watch(capture_params=True) as inner:
-        with db.connect() as conn:
-            conn.execute(text("SELECT :secret"), {"secret": "hunter2"})
+    with (
+        sqlwatch.watch() as outer,
+        sqlwatch.watch(capture_params=True) as inner,
+        db.connect() as conn,
+    ):
+        conn.execute(text("SELECT :secret"), {"secret": "hunter2"})
 
     assert inner.queries[-1].params is not None
     assert "hunter2" in repr(inner.queries[-1].params)
