@@ -49,23 +49,40 @@ def take_load(tagged: Tagged, statement: Any) -> OrmLoad | None:
     return None
 
 
+_relationships: dict[Any, tuple[str, bool]] = {}
+"""Loader path -> ("User.addresses", uselist). SQLAlchemy interns its path
+objects, so a relationship is described once, not on every lazy load."""
+_MAX_RELATIONSHIPS = 4_096
+
+
+def _describe_relationship(path: Any) -> tuple[str, bool]:
+    prop: Any = path.path[-1]
+    described = (f"{prop.parent.class_.__name__}.{prop.key}", bool(prop.uselist))
+    if len(_relationships) >= _MAX_RELATIONSHIPS:
+        _relationships.clear()
+    _relationships[path] = described
+    return described
+
+
 def describe_load(state: ORMExecuteState) -> OrmLoad | None:
     """The loader behind an ORM SELECT, or ``None`` for the application's own queries."""
     if not state.is_select:
         return None
     path = state.loader_strategy_path
     if path is not None and not path.is_root:  # ``is_relationship_load``, read once
-        prop: Any = path.path[-1]
-        attribute = f"{prop.parent.class_.__name__}.{prop.key}"
+        described = _relationships.get(path)
+        if described is None:
+            described = _describe_relationship(path)
+        attribute, uselist = described
         parent = state.lazy_loaded_from
         if parent is None:
-            return OrmLoad("eager_load", attribute, None, bool(prop.uselist))
+            return OrmLoad("eager_load", attribute, None, uselist)
         identity = parent.key if parent.key is not None else id(parent)
         return OrmLoad(
             "lazy_load",
             attribute,
             identity,
-            bool(prop.uselist),
+            uselist,
             state.session.hash_key,
             _in_orm_bookkeeping(),
         )
