@@ -68,7 +68,9 @@ def test_threads_against_a_queue_pool(engine: Engine, threads: int, iterations: 
     assert stats.checkouts == stats.checkins == total
     assert stats.checked_out == 0
     assert 1 <= stats.peak_checked_out <= POOL_SIZE + MAX_OVERFLOW
-    assert stats.connects <= POOL_SIZE + MAX_OVERFLOW
+    # not <= pool_size + max_overflow: an overflow connection that comes back to
+    # a full pool is closed, and a later checkout connects again
+    assert 1 <= stats.connects <= stats.checkouts
     assert stats.timeouts == 0
     assert stats.invalidations == 0
     assert report.leaks == ()
