@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlwatch._aggregate import Aggregator
 from sqlwatch._capture.execution import (
@@ -29,10 +29,10 @@ from sqlwatch._pipeline import PIPELINE
 from sqlwatch.config import Options
 from sqlwatch.detectors import DETECTORS
 from sqlwatch.exporters import resolve_exporters
-from sqlwatch.records import Resources, ScopeSummary, Statement
+from sqlwatch.records import NPlusOne, Resources, ScopeSummary, Statement
 from sqlwatch.report import Report, merge_n_plus_one
 
-__all__ = ["Scope"]
+__all__ = ["Scope", "ScopeRun"]
 
 MAX_CHILD_SCOPES = 10_000
 MAX_DISTINCT_COUNTS = 1_000
@@ -84,13 +84,24 @@ class _Resources:
         )
 
 
+class ScopeRun(NamedTuple):
+    """One run of a named scope, as the scopes around it count it. A ``Report``
+    has the same fields, so either can be given to ``Scope.add_child``."""
+
+    name: str
+    query_count: int
+    total_query_ms: float
+    duration_ms: float
+    n_plus_one: tuple[NPlusOne, ...]
+
+
 class _ChildScopes:
     """Named scopes that closed inside this one, aggregated by name."""
 
     def __init__(self) -> None:
         self.by_name: dict[str, dict[str, Any]] = {}
 
-    def add(self, report: Report) -> None:
+    def add(self, report: Report | ScopeRun) -> None:
         entry = self.by_name.get(report.name)
         if entry is None:
             if len(self.by_name) >= MAX_CHILD_SCOPES:
@@ -150,6 +161,8 @@ class Scope:
         self.start_ns = perf_counter_ns()
         self.end_ns: int | None = None
         self.closed = False
+        self._final_report: Report | None = None
+        self._final_resources: Resources | None = None
         self.rss_peak = 0
         self.extensions: dict[str, Any] = {}
         """Per-scope state of components that are not detectors, by name."""
@@ -224,7 +237,7 @@ class Scope:
                 except Exception as exc:
                     report_internal_error(f"exporter {type(exporter).__name__}.{hook}", exc)
 
-    def add_child(self, report: Report) -> None:
+    def add_child(self, report: Report | ScopeRun) -> None:
         with self._lock:
             self._children.add(report)
 
@@ -269,11 +282,20 @@ class Scope:
                     report_internal_error(f"detector {type(detector).__name__}.contribute", exc)
             if self._children.by_name:
                 fields["scopes"] = self._children.summaries()
-        if self._resources is not None:
+        if self._final_resources is not None:
+            fields["resources"] = self._final_resources
+        elif self._resources is not None:
             fields["resources"] = self._resources.snapshot(self.rss_peak)
         return Report(**fields)
 
-    def close(self) -> Report:
+    def close(self) -> None:
+        """End the scope: nothing more is counted, and its end state is frozen.
+
+        The report itself is built only when someone asks (``final_report``):
+        most request and test scopes end unread, and building a report (every
+        statement as a record, every fingerprint's percentiles) is most of what
+        a scope costs.
+        """
         PIPELINE.flush()
         self.closed = True
         for detector in self.detectors:
@@ -286,10 +308,45 @@ class Scope:
         if outbox:
             self._deliver(outbox)
         self.end_ns = perf_counter_ns()
-        report = self.snapshot()
-        for exporter in self.exporters:
-            try:
-                exporter.on_scope_end(report)
-            except Exception as exc:
-                report_internal_error(f"exporter {type(exporter).__name__}.on_scope_end", exc)
-        return report
+        if self._resources is not None:
+            self._final_resources = self._resources.snapshot(self.rss_peak)
+        if self.exporters:
+            report = self.final_report()
+            for exporter in self.exporters:
+                try:
+                    exporter.on_scope_end(report)
+                except Exception as exc:
+                    report_internal_error(f"exporter {type(exporter).__name__}.on_scope_end", exc)
+
+    def final_report(self) -> Report:
+        """The closed scope's report, built once."""
+        if self._final_report is None:
+            self._final_report = self.snapshot()
+        return self._final_report
+
+    def run_summary(self) -> ScopeRun:
+        """What an enclosing scope keeps of this one (``Report.scopes``), without
+        building the whole report: counts, times and the N+1 findings."""
+        if self._final_report is not None:
+            report = self._final_report
+            return ScopeRun(
+                report.name,
+                report.query_count,
+                report.total_query_ms,
+                report.duration_ms,
+                report.n_plus_one,
+            )
+        end = self.end_ns if self.end_ns is not None else perf_counter_ns()
+        fields: dict[str, Any] = {}
+        with self._lock:
+            for detector in self.detectors:
+                if detector.contributes_n_plus_one:
+                    detector.contribute(fields)
+            count, total_ns = self._aggregator.query_count, self._aggregator.total_ns
+        return ScopeRun(
+            self.name,
+            count,
+            round(total_ns / 1e6, 4),
+            round((end - self.start_ns) / 1e6, 4),
+            fields.get("n_plus_one", ()),
+        )

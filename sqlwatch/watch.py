@@ -46,20 +46,16 @@ class Watch:
         **options: Any,
     ) -> None:
         self.name = name
-        parsed = Options.from_kwargs(options, **WATCH_DEFAULTS)
-        # resolved here, so a misspelt exporter name fails now, not at the first ``with``
-        self.options = parsed.replace(exporters=resolve_exporters(parsed.exporters))
+        self.options = _parse_options(options) if options else _default_options()
         self._engine_ids = _engine_ids(engines)
         self._scope: Scope | None = None
         self._token: Token[ScopeChain] | None = None
-        self._final: Report | None = None
 
     # -- context manager ----------------------------------------------------
 
     def __enter__(self) -> Watch:
         if self._token is not None:
             raise RuntimeError("this watch is already open; create a new watch() to nest")
-        self._final = None
         scope = Scope(
             self.name or "watch",
             self.options,
@@ -106,14 +102,14 @@ class Watch:
                 hook(scope, "close")
             except Exception as exc:
                 report_internal_error("watch close hook", exc)
-        report = scope.close()
-        self._final = report
+        scope.close()
         if self.name is not None:
+            run = scope.run_summary()
             for outer in current_chain.get().scopes:
-                outer.add_child(report)
+                outer.add_child(run)
             process = STATE.pipeline.process_scope
             if process is not None:
-                process.add_child(report)
+                process.add_child(run)
 
     # -- decorator ----------------------------------------------------------
 
@@ -151,7 +147,6 @@ class Watch:
         inner._engine_ids = self._engine_ids
         inner._scope = None
         inner._token = None
-        inner._final = None
         return inner
 
     _latest: Watch | None = None
@@ -166,29 +161,24 @@ class Watch:
     @property
     def report(self) -> Report:
         """A live snapshot while the watch is open; the final report after it."""
-        target = self._current()
-        if target._final is not None:
-            return target._final
-        if target._scope is None:
+        scope = self._current()._scope
+        if scope is None:
             return Report(name=self.name or "watch")
-        return target._scope.snapshot()
+        return scope.final_report() if scope.closed else scope.snapshot()
 
     @property
     def queries(self) -> list[Statement]:
-        target = self._current()
-        if target._final is not None:
-            return list(target._final.statements)
-        if target._scope is None:
+        scope = self._current()._scope
+        if scope is None:
             return []
-        scope = target._scope
+        if scope.closed:
+            return list(scope.final_report().statements)
         return [scope.statement(e) for e in scope.executions()]
 
     @property
     def query_count(self) -> int:
-        target = self._current()
-        if target._final is not None:
-            return target._final.query_count
-        return target._scope.query_count if target._scope is not None else 0
+        scope = self._current()._scope
+        return scope.query_count if scope is not None else 0
 
     @property
     def n_plus_one(self) -> list[NPlusOne]:
@@ -202,6 +192,21 @@ class Watch:
     def __repr__(self) -> str:
         state = "open" if self._token is not None else "closed"
         return f"<sqlwatch.Watch {self.name or 'watch'!r} {state} queries={self.query_count}>"
+
+
+def _parse_options(options: dict[str, Any]) -> Options:
+    parsed = Options.from_kwargs(options, **WATCH_DEFAULTS)
+    if not parsed.exporters:
+        return parsed
+    # resolved here, so a misspelt exporter name fails now, not at the first ``with``
+    return parsed.replace(exporters=resolve_exporters(parsed.exporters))
+
+
+@functools.cache
+def _default_options() -> Options:
+    """``watch()`` without options, validated once: a watch per request or per
+    test should not pay for checking the same defaults every time."""
+    return _parse_options({})
 
 
 def _engine_ids(engines: Iterable[Any] | None) -> frozenset[int] | None:

@@ -21,6 +21,9 @@ __all__ = ["Detector"]
 
 class Detector:
     per_statement = True
+    contributes_n_plus_one = False
+    """Whether ``contribute`` fills ``n_plus_one``: the one field an enclosing
+    scope keeps of a closed one (``Scope.run_summary``)."""
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope

@@ -201,6 +201,8 @@ def _remember(unit: _Unit, info: StatementInfo, attribute: str | None) -> None:
 
 
 class NPlusOneDetector(Detector):
+    contributes_n_plus_one = True
+
     def __init__(self, scope: Scope) -> None:
         super().__init__(scope)
         self.process_wide = scope.process_wide

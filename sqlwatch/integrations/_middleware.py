@@ -98,7 +98,6 @@ class RequestWatch(Watch):
         self._engine_ids = options.engine_ids
         self._scope = None
         self._token = None
-        self._final = None
 
     def rename(self, name: str) -> None:
         """The route template is known only once the framework has routed the request."""
