@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any
 
 __all__ = [
     "Results",
@@ -252,3 +253,20 @@ def print_breakdown(results: Results, baseline: str, levels: Sequence[str]) -> N
 
 if __name__ == "__main__":
     print_header("benchmark environment")
+
+
+class OpenWatch:
+    """A ``watch()`` open around a whole batch; opened and closed outside the timing."""
+
+    def __init__(self) -> None:
+        self._watch: Any = None
+
+    def open(self) -> None:
+        import sqlwatch
+
+        self._watch = sqlwatch.watch("benchmark")
+        self._watch.__enter__()
+
+    def close(self) -> None:
+        self._watch.__exit__(None, None, None)
+        self._watch = None

@@ -51,11 +51,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from _harness import Results, Variant, interleave, print_header, print_ratios
+from _workloads import orm_engine, orm_runner, orm_unit
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from sqlalchemy import (
     Column,
-    ForeignKey,
     Integer,
     MetaData,
     String,
@@ -65,85 +65,11 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.pool import StaticPool
 
 import sqlwatch
 from sqlwatch.exporters.log import LoggingExporter
 from sqlwatch.exporters.otel import OTelExporter
-
-N_USERS = 200
-LAZY_LOADS = 5
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class User(Base):
-    __tablename__ = "users"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(50))
-    addresses: Mapped[list[Address]] = relationship(back_populates="user")
-
-
-class Address(Base):
-    __tablename__ = "addresses"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    email: Mapped[str] = mapped_column(String(100))
-    user: Mapped[User] = relationship(back_populates="addresses")
-
-
-def make_engine() -> Engine:
-    from sqlalchemy import create_engine
-
-    engine = create_engine(
-        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-    )
-    Base.metadata.create_all(engine)
-    with Session(engine) as session:
-        for uid in range(1, N_USERS + 1):
-            user = User(id=uid, name=f"user{uid}")
-            user.addresses = [Address(email=f"a{uid}.{k}@example.com") for k in range(3)]
-            session.add(user)
-        session.commit()
-    return engine
-
-
-def unit(engine: Engine, i: int) -> None:
-    """One request's worth of ORM work; the data is the same after it as before."""
-    uid = i % (N_USERS - LAZY_LOADS) + 1
-    with Session(engine) as session:
-        user = session.get(User, uid)
-        assert user is not None
-        session.execute(
-            select(User.name, Address.email).join(User.addresses).where(User.id == uid)
-        ).all()
-        for other in session.scalars(
-            select(User).where(User.id > uid).order_by(User.id).limit(LAZY_LOADS)
-        ).all():
-            len(other.addresses)
-        address = Address(user_id=uid, email=f"new{i}@example.com")
-        session.add(address)
-        session.flush()
-        user.name = f"user{uid}-{i}"
-        session.flush()
-        session.delete(address)
-        session.commit()
-
-
-def runner(engine: Engine) -> Callable[[int], None]:
-    counter = [0]
-
-    def run(n: int) -> None:
-        start = counter[0]
-        for i in range(start, start + n):
-            unit(engine, i)
-        counter[0] = start + n
-
-    return run
-
 
 core_metadata = MetaData()
 items = Table(
@@ -187,14 +113,14 @@ def core_runner(engine: Engine) -> Callable[[int], None]:
 
 
 def statements_per_unit() -> int:
-    engine = make_engine()
+    engine = orm_engine()
     count = [0]
 
     @event.listens_for(engine, "before_cursor_execute")
     def _count(*_: Any) -> None:
         count[0] += 1
 
-    unit(engine, 0)
+    orm_unit(engine, 0)
     engine.dispose()
     return count[0]
 
@@ -319,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
 
     per_unit = statements_per_unit()
     print(f"-- mixed ORM workload, SQLite in memory, {per_unit} statements per unit")
-    variants, providers = set_up(make_engine, runner, compare)
+    variants, providers = set_up(orm_engine, orm_runner, compare)
     orm = interleave(variants, ops=units, rounds=rounds)
     print_ratios(orm, "bare", [(v.name, None) for v in variants[1:]], unit="unit")
     report_exporters(orm, per_unit, targets=False)

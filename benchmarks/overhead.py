@@ -33,28 +33,26 @@ from time import perf_counter_ns
 from typing import Any
 
 from _harness import (
+    OpenWatch,
     Variant,
     interleave,
     print_breakdown,
     print_header,
     print_ratios,
 )
+from _workloads import memory_engine, orm_engine, orm_runner, orm_unit
 from sqlalchemy import (
     Column,
-    ForeignKey,
     Integer,
     MetaData,
     String,
     Table,
     bindparam,
-    create_engine,
     event,
     select,
     text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
-from sqlalchemy.pool import StaticPool
 
 import sqlwatch
 
@@ -219,88 +217,6 @@ def timing_listener(engine: Engine) -> None:
 
 # -- the ORM workload ---------------------------------------------------------------
 
-N_USERS = 200
-ADDRESSES_PER_USER = 3
-LAZY_LOADS = 5
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class User(Base):
-    __tablename__ = "users"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(50))
-    email: Mapped[str] = mapped_column(String(100))
-    addresses: Mapped[list[Address]] = relationship(back_populates="user")
-
-
-class Address(Base):
-    __tablename__ = "addresses"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    email: Mapped[str] = mapped_column(String(100))
-    user: Mapped[User] = relationship(back_populates="addresses")
-
-
-def memory_engine() -> Engine:
-    return create_engine(
-        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-    )
-
-
-def orm_engine() -> Engine:
-    engine = memory_engine()
-    Base.metadata.create_all(engine)
-    with Session(engine) as session:
-        for uid in range(1, N_USERS + 1):
-            user = User(id=uid, name=f"user{uid}", email=f"user{uid}@example.com")
-            user.addresses = [
-                Address(email=f"a{uid}.{k}@example.com") for k in range(ADDRESSES_PER_USER)
-            ]
-            session.add(user)
-        session.commit()
-    return engine
-
-
-def orm_unit(engine: Engine, i: int) -> None:
-    """One unit of work: 11 statements (get, join, select, 5 lazy loads, insert,
-    update, delete) and a commit; the data is the same after it as before."""
-    uid = i % (N_USERS - LAZY_LOADS) + 1
-    with Session(engine) as session:
-        user = session.get(User, uid)
-        assert user is not None
-        session.execute(
-            select(User.name, Address.email)
-            .join(User.addresses)
-            .where(User.id.between(uid, uid + 4))
-        ).all()
-        others = session.scalars(
-            select(User).where(User.id > uid).order_by(User.id).limit(LAZY_LOADS)
-        ).all()
-        for other in others:
-            len(other.addresses)  # lazy load: one SELECT per user
-        address = Address(user_id=uid, email=f"new{i}@example.com")
-        session.add(address)
-        session.flush()
-        user.name = f"user{uid}-{i}"
-        session.flush()
-        session.delete(address)
-        session.commit()
-
-
-def orm_runner(engine: Engine) -> Callable[[int], None]:
-    counter = [0]
-
-    def run(n: int) -> None:
-        start = counter[0]
-        for i in range(start, start + n):
-            orm_unit(engine, i)
-        counter[0] = start + n
-
-    return run
-
 
 def watch_per_unit_runner(engine: Engine) -> Callable[[int], None]:
     counter = [0]
@@ -313,21 +229,6 @@ def watch_per_unit_runner(engine: Engine) -> Callable[[int], None]:
         counter[0] = start + n
 
     return run
-
-
-class OpenWatch:
-    """A ``watch()`` open around a whole batch; opened and closed outside the timing."""
-
-    def __init__(self) -> None:
-        self._watch: Any = None
-
-    def open(self) -> None:
-        self._watch = sqlwatch.watch("benchmark")
-        self._watch.__enter__()
-
-    def close(self) -> None:
-        self._watch.__exit__(None, None, None)
-        self._watch = None
 
 
 def bare_variant(name: str, run: Callable[[int], None], *, orm: bool) -> Variant:

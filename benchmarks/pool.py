@@ -29,9 +29,8 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from _harness import Variant, interleave, print_header, print_ratios
+from _harness import OpenWatch, Variant, interleave, print_header, print_ratios
 from sqlalchemy import Engine, create_engine, text
 
 import sqlwatch
@@ -62,21 +61,6 @@ def raw_cycle(engine: Engine) -> Callable[[int], None]:
             raw().close()
 
     return run
-
-
-class OpenWatch:
-    """A ``watch()`` open around a whole batch; opened and closed outside the timing."""
-
-    def __init__(self) -> None:
-        self._watch: Any = None
-
-    def open(self) -> None:
-        self._watch = sqlwatch.watch("benchmark")
-        self._watch.__enter__()
-
-    def close(self) -> None:
-        self._watch.__exit__(None, None, None)
-        self._watch = None
 
 
 def main() -> int:
