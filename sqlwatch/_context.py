@@ -32,9 +32,6 @@ class ScopeChain(NamedTuple):
     n_plus_one_ignore: tuple[str, ...] | None = None
     """Patterns of the enclosing ``ignore_n_plus_one()`` blocks (``("*",)`` for
     everything), or ``None`` outside any."""
-    timely_findings: bool = False
-    """An exporter of the chain wants N+1 findings while their code runs
-    (``Exporter.timely_findings``): ORM loader statements are processed at once."""
 
 
 EMPTY_CHAIN = ScopeChain((), False, False, False, (), float("inf"))
@@ -60,8 +57,6 @@ def push_scope(scope: Any) -> Token[ScopeChain]:
             slow_ns=min(chain.slow_ns, options.slow_query_ms * 1e6),
             unit=chain.unit or next(_unit_serials),
             n_plus_one_ignore=chain.n_plus_one_ignore,
-            timely_findings=chain.timely_findings
-            or any(getattr(e, "timely_findings", False) for e in scope.exporters),
         )
     )
 

@@ -106,7 +106,6 @@ def instrument(
             export_statement=export_statement,
         )
         tracker.exporters = exporters
-        tracker.timely_findings = any(getattr(e, "timely_findings", False) for e in exporters)
         if STATE.pipeline.process_scope is None:
             STATE.pipeline.process_scope = Scope(
                 "process", parsed.replace(exporters=()), process_wide=True

@@ -88,8 +88,6 @@ class EngineTracker:
         self.analyzer = analyzer_for(engine.dialect.name)
         self.cached_info = self.analyzer.cached
         self.exporters: tuple[Any, ...] = ()
-        self.timely_findings = False
-        """Set with ``exporters``: one of them has ``timely_findings``."""
         self.call_sites = options.capture_call_sites
         self.capture_params = options.capture_params
         self.sqlcommenter = options.sqlcommenter
@@ -309,7 +307,12 @@ class EngineTracker:
         application reads the rows. Lazy loads: when an exporter wants N+1
         findings while the loop still runs (its span still current).
         """
-        return orm.kind == "eager_load" or self.timely_findings or chain.timely_findings
+        if orm.kind == "eager_load":
+            return True
+        return any(
+            getattr(exporter, "timely_findings", False)
+            for exporter in (*self.exporters, *chain.statement_exporters)
+        )
 
     def _export(self, raw: RawExecution, chain: ScopeChain) -> None:
         exporters = self.exporters

@@ -86,11 +86,12 @@ class StatementEvent:
 class Exporter:
     """Base class of exporters. Override the hooks you need; the rest do nothing."""
 
-    timely_findings = False
+    timely_findings: bool = False
     """Whether N+1 findings must reach ``on_n_plus_one`` while the code that caused
     them is still running (an OpenTelemetry event belongs on the span current
     then). Otherwise sqlwatch may report them when it next processes its batch
-    of statements, at the latest when the scope closes: cheaper for ORM loops."""
+    of statements, at the latest when the scope closes: cheaper for ORM loops.
+    Read at each lazy load, so a property may say whether it matters right now."""
 
     def statement_enabled(self) -> bool:
         """Whether ``on_statement`` wants this statement; checked per statement,

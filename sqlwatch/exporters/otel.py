@@ -530,7 +530,11 @@ class OTelExporter(Exporter):
 
     # -- providers ------------------------------------------------------------
 
-    timely_findings = True
+    @property
+    def timely_findings(self) -> bool:  # type: ignore[override]
+        """Only while something records: with no SDK there is no span to put an
+        N+1 event on, and no reason to process loader statements one by one."""
+        return self.statement_enabled()
 
     def statement_enabled(self) -> bool:
         if self._follows_globals and (
