@@ -212,10 +212,6 @@ class Scope:
             keep = self.options.capture_params
         return to_statement(execution, with_params=keep)
 
-    def options_for(self, execution: Execution) -> Options:
-        """The options that judge a statement: the engine's, in the process-wide scope."""
-        return execution.tracker.options if self.process_wide else self.options
-
     def emit(self, hook: str, payload: Any, tracker: Any) -> None:
         """Queue an exporter call; made once the scope's lock is released."""
         if self._outbox is None:
