@@ -32,6 +32,7 @@ from importlib import metadata
 from typing import Any
 
 __all__ = [
+    "SESSION_LISTENER",
     "Results",
     "Variant",
     "environment_line",
@@ -270,3 +271,38 @@ class OpenWatch:
     def close(self) -> None:
         self._watch.__exit__(None, None, None)
         self._watch = None
+
+
+class SessionListenerSwitch:
+    """sqlwatch's session accounting is a pair of class-level ``Session`` listeners:
+    once any engine is instrumented, every session in the process pays for them,
+    the bare engine's included. The bare variants switch them off while
+    they run, so they measure SQLAlchemy without sqlwatch at all."""
+
+    def __init__(self) -> None:
+        try:
+            from sqlwatch._state import STATE
+
+            state = vars(STATE)
+        except Exception:
+            state = {}
+        # Every process-wide listener object with install()/remove() (the sessions').
+        self._listeners = [
+            value
+            for value in state.values()
+            if callable(getattr(value, "install", None))
+            and callable(getattr(value, "remove", None))
+        ]
+        self.available = bool(self._listeners)
+
+    def off(self) -> None:
+        for listener in self._listeners:
+            listener.remove()
+
+    def on(self) -> None:
+        for listener in self._listeners:
+            listener.install()
+
+
+SESSION_LISTENER = SessionListenerSwitch()
+"""Off while a bare variant runs, on again after it."""

@@ -50,7 +50,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from _harness import Results, Variant, interleave, print_header, print_ratios
+from _harness import (
+    SESSION_LISTENER,
+    Results,
+    Variant,
+    interleave,
+    print_header,
+    print_ratios,
+)
 from _workloads import orm_engine, orm_runner, orm_unit
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -141,23 +148,6 @@ def sdk_tracer_provider() -> TracerProvider:
     return provider
 
 
-class SessionListener:
-    """sqlwatch tags ORM statements with a class-level ``Session`` listener, which every
-    session in the process pays for once any engine is instrumented. Variants that
-    must not include sqlwatch switch it off while they run."""
-
-    def __init__(self) -> None:
-        from sqlwatch._state import STATE
-
-        self._orm = STATE.orm
-
-    def off(self) -> None:
-        self._orm.remove()
-
-    def on(self) -> None:
-        self._orm.install()
-
-
 def flush() -> None:
     from sqlwatch._pipeline import PIPELINE
 
@@ -179,7 +169,7 @@ def set_up(
     make: Callable[[], Engine], run: Callable[[Engine], Callable[[int], None]], compare: bool
 ) -> tuple[list[Variant], list[TracerProvider]]:
     """One engine per variant, instrumented as the variant says."""
-    listener = SessionListener()
+    listener = SESSION_LISTENER
     names = NAMES if compare else NAMES[:-1]
     # Every engine exists before any instrumentation: the OpenTelemetry instrumentor
     # wraps create_engine for the whole process once it runs.

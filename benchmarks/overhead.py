@@ -33,6 +33,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from _harness import (
+    SESSION_LISTENER,
     OpenWatch,
     Variant,
     interleave,
@@ -70,40 +71,6 @@ def flush_pipeline() -> None:
         sqlwatch.report()
         return
     PIPELINE.flush()
-
-
-class SessionListenerSwitch:
-    """sqlwatch's ORM tagging and session accounting are class-level ``Session``
-    listeners: once any engine is instrumented, every session in the process pays
-    for them, the bare engine's included. The bare variants switch them off while
-    they run, so they measure SQLAlchemy without sqlwatch at all."""
-
-    def __init__(self) -> None:
-        try:
-            from sqlwatch._state import STATE
-
-            state = vars(STATE)
-        except Exception:
-            state = {}
-        # Every process-wide listener object with install()/remove() (orm, sessions...).
-        self._listeners = [
-            value
-            for value in state.values()
-            if callable(getattr(value, "install", None))
-            and callable(getattr(value, "remove", None))
-        ]
-        self.available = bool(self._listeners)
-
-    def off(self) -> None:
-        for listener in self._listeners:
-            listener.remove()
-
-    def on(self) -> None:
-        for listener in self._listeners:
-            listener.install()
-
-
-SESSION_LISTENER = SessionListenerSwitch()
 
 
 class ParseCounter:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from sqlwatch._capture.orm import OrmListener
+from sqlwatch._capture.orm import OrmHooks
 from sqlwatch._capture.sessions import SessionListener
 from sqlwatch._guard import report_internal_error
 from sqlwatch._pipeline import PIPELINE
@@ -28,7 +28,7 @@ class _State:
         self.lock = threading.RLock()
         self.trackers: dict[int, EngineTracker] = {}
         self.pipeline = PIPELINE
-        self.orm = OrmListener()
+        self.orm = OrmHooks()
         self.sessions = SessionListener()
 
 

@@ -114,7 +114,6 @@ def instrument(
         for extension in ENGINE_EXTENSIONS:
             extension(tracker, sync_engine)
         STATE.trackers[id(sync_engine)] = tracker
-        STATE.orm.install()
         STATE.sessions.install()
         handle = _handles[id(sync_engine)] = Instrumentation(tracker, engine)
         return handle

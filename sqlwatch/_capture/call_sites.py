@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
-from types import FrameType
+from types import CodeType, FrameType
 
 __all__ = [
     "CallSite",
     "call_site_from",
     "find_call_site",
+    "find_call_site_through",
     "format_call_site",
     "is_internal_file",
     "split_call_site",
@@ -106,6 +107,29 @@ def _first_outside(frame: FrameType | None) -> CallSite | None:
             return filename, frame.f_lineno, code.co_name
         frame = frame.f_back
     return None
+
+
+def find_call_site_through(depth: int, codes: frozenset[CodeType]) -> tuple[CallSite | None, bool]:
+    """``find_call_site``, and whether one of ``codes`` ran on the way there.
+
+    For ORM loader statements, which must know whether the ORM's own bookkeeping
+    (``Session.flush``) asked for them: one walk answers both questions.
+    """
+    frame: FrameType | None = sys._getframe(depth)
+    cache = _is_internal_file
+    seen = False
+    while frame is not None:
+        code = frame.f_code
+        if code in codes:
+            seen = True
+        filename = code.co_filename
+        internal = cache.get(filename)
+        if internal is None:
+            internal = _classify(filename)
+        if not internal:
+            return (filename, frame.f_lineno, code.co_name), seen
+        frame = frame.f_back
+    return _find_in_parent_greenlet(), seen
 
 
 def is_internal_file(filename: str) -> bool:

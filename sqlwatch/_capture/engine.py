@@ -20,9 +20,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from sqlwatch._analysis import analyzer_for
-from sqlwatch._capture.call_sites import find_call_site
+from sqlwatch._capture.call_sites import CallSite, find_call_site, find_call_site_through
 from sqlwatch._capture.execution import OrmLoad, RawExecution, new_raw
-from sqlwatch._capture.orm import pending_load, take_load
+from sqlwatch._capture.orm import BOOKKEEPING_CODES, LOAD_OPTIONS, describe_load
 from sqlwatch._capture.sqlcommenter import with_traceparent
 from sqlwatch._context import ScopeChain, current_chain
 from sqlwatch._guard import report_internal_error
@@ -163,8 +163,16 @@ class EngineTracker:
         duration = perf_counter_ns() - start
         # ``_record`` inlined for the most common call: one less Python call per statement.
         try:
-            tagged = pending_load.get()
-            orm = take_load(tagged, context.invoked_statement) if tagged else None
+            load_options = context.execution_options.get(LOAD_OPTIONS)
+            if load_options is None:
+                orm = None
+                site = (
+                    find_call_site(_FIRST_CALLER_FRAME)
+                    if self.call_sites or chain.call_sites
+                    else None
+                )
+            else:
+                orm, site = self._orm_load(load_options, context, chain, _FIRST_CALLER_FRAME + 1)
             raw = new_raw(
                 RawExecution,
                 (
@@ -175,9 +183,7 @@ class EngineTracker:
                     duration,
                     cursor.rowcount or self._zero_rowcount(cursor),
                     len(context.parameters) if context.execute_style is _INSERTMANYVALUES else 0,
-                    find_call_site(_FIRST_CALLER_FRAME)
-                    if self.call_sites or chain.call_sites
-                    else None,
+                    site,
                     orm,
                     None,
                     chain,
@@ -265,8 +271,16 @@ class EngineTracker:
         try:
             if not batch and context.execute_style is _INSERTMANYVALUES:
                 batch = len(context.parameters)  # one multi-row INSERT of a batch
-            tagged = pending_load.get()
-            orm = take_load(tagged, context.invoked_statement) if tagged else None
+            load_options = context.execution_options.get(LOAD_OPTIONS)
+            if load_options is None:
+                orm = None
+                site = (
+                    find_call_site(_FIRST_CALLER_FRAME + 1)
+                    if self.call_sites or chain.call_sites
+                    else None
+                )
+            else:
+                orm, site = self._orm_load(load_options, context, chain, _FIRST_CALLER_FRAME + 2)
             raw = new_raw(
                 RawExecution,
                 (
@@ -277,9 +291,7 @@ class EngineTracker:
                     duration,
                     (cursor.rowcount or self._zero_rowcount(cursor)) if exc is None else None,
                     batch,
-                    find_call_site(_FIRST_CALLER_FRAME + 1)
-                    if self.call_sites or chain.call_sites
-                    else None,
+                    site,
                     orm,
                     None if exc is None else type(exc),
                     chain,
@@ -299,6 +311,23 @@ class EngineTracker:
                 self._export(raw, chain)
         except Exception as error:
             report_internal_error("statement capture", error)
+
+    def _orm_load(
+        self, load_options: Any, context: ExecutionContext, chain: ScopeChain, depth: int
+    ) -> tuple[OrmLoad | None, CallSite | None]:
+        """The loader behind an ORM SELECT and the statement's call site.
+
+        A lazy or column load is walked to the application's frame even with call
+        sites off: that walk also tells a load the ORM made for its own bookkeeping.
+        """
+        orm = describe_load(load_options, context)
+        wanted = self.call_sites or chain.call_sites
+        if orm is None or orm.kind == "eager_load":
+            return orm, find_call_site(depth) if wanted else None
+        site, internal = find_call_site_through(depth, BOOKKEEPING_CODES)
+        if internal:
+            orm = orm._replace(internal=True)
+        return orm, site if wanted else None
 
     def _urgent(self, orm: OrmLoad, chain: ScopeChain) -> bool:
         """Whether an ORM loader statement must be processed now, not in a batch.

@@ -4,10 +4,10 @@
 friends on the mapping) cost a JOIN or an extra query; when no row's attribute
 is read before the scope ends, that cost bought nothing.
 
-What is eager-loaded, from public events:
+What is eager-loaded:
 
 - ``selectin`` / ``subquery``: their own statement, tagged ``eager_load`` by the
-  capture's ``do_orm_execute`` listener, reaches ``batch`` like any statement;
+  statement listener (``sqlwatch._capture.orm``), reaches ``batch`` like any statement;
 - ``joined``: no statement of its own, so an ``InstanceEvents.load`` listener (on
   ``Mapper``, for every class) looks at the first new object of each mapper in
   each query: a relationship already in its ``__dict__`` at ``load`` time was

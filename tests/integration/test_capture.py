@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import sqlwatch
-from sqlwatch._capture.orm import _on_orm_execute
+from sqlwatch._state import STATE
 from sqlwatch.instrumentation import tracker_for
 from tests.integration.helpers import HEX, ISO_UTC, call_site_below, is_sqlite, parse_iso
 from tests.models import Address, Base, Hobby, Tag, User, seed
@@ -445,7 +445,8 @@ def test_uninstrument_removes_every_listener(db: Engine) -> None:
 
     for target, identifier, fn in registrations:
         assert not event.contains(target, identifier, fn), identifier
-    assert not event.contains(Session, "do_orm_execute", _on_orm_execute)
+    assert not event.contains(Session, "after_transaction_create", STATE.sessions._on_create)
+    assert not event.contains(Session, "after_transaction_end", STATE.sessions._on_end)
     assert tracker_for(db) is None
     before = sqlwatch.report().query_count
     with sqlwatch.watch() as w, Session(db) as session:

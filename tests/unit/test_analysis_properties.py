@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from sqlglot.tokens import Tokenizer
 
 from sqlwatch._analysis import StatementAnalyzer, analyze
 from sqlwatch._analysis._keywords import RESERVED
@@ -219,8 +220,9 @@ def test_comments_do_not_change_the_fingerprint(
 @PROPERTY_SETTINGS
 @given(table=st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True))
 def test_other_tables_change_the_fingerprint(table: str) -> None:
-    if table.upper() in RESERVED or table == "users":
-        return
+    # sqlglot's own keywords (``xor``, ``glob``) are no table names to it unquoted.
+    assume(table.upper() not in RESERVED and table.upper() not in Tokenizer.KEYWORDS)
+    assume(table != "users")
     reference = analyze("SELECT id FROM users WHERE id = 1")
     other = analyze(f"SELECT id FROM {table} WHERE id = 1")
     assert other.fingerprint != reference.fingerprint
