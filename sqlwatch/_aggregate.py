@@ -8,6 +8,7 @@ and a histogram bucket.
 
 from __future__ import annotations
 
+from collections import Counter
 from operator import itemgetter
 from typing import Any
 
@@ -125,6 +126,26 @@ class Aggregator:
                 self.errors[error.__name__] = self.errors.get(error.__name__, 0) + 1
         self.query_count += len(executions)
         self.total_ns += total
+
+    def add_counted(
+        self, info: StatementInfo, durations: list[int], sites: list[CallSite | None]
+    ) -> None:
+        """Statements of one SQL string that left no record (``Counted``)."""
+        aggregate = self.fingerprints.get(info.fingerprint)
+        if aggregate is None:
+            aggregate = self._new_aggregate(info)
+        aggregate._unfolded.extend(durations)
+        if len(aggregate._unfolded) >= FingerprintAggregate.FOLD_AT:
+            aggregate.fold()
+        counts = aggregate.call_sites
+        for site, n in Counter(sites).items():
+            seen = counts.get(site)
+            if seen is not None:
+                counts[site] = seen + n
+            elif len(counts) < MAX_CALL_SITES:
+                counts[site] = n
+        self.query_count += len(durations)
+        self.total_ns += sum(durations)
 
     def _new_aggregate(self, info: StatementInfo) -> FingerprintAggregate:
         if len(self.fingerprints) >= MAX_FINGERPRINTS:

@@ -9,6 +9,15 @@ is reported when its batch is processed: at the latest when its scope closes.
 The buffer is bounded by ``BATCH``: processing is deferred, never dropped.
 Processing runs under one lock; a re-entrant one, because an exporter may
 itself run SQL.
+
+Counted statements. Outside any scope, a statement belongs to the process-wide
+scope alone, which only counts it (aggregates per fingerprint), judges nothing
+per statement (a duplicate or a Core N+1 needs a unit of work), and keeps no
+more records once its ``max_statements`` are full. From then on the listener
+skips the record: it appends the duration (and the call site) to a list kept
+per engine and per SQL string (``Counted``), and the lists are folded into the
+process-wide aggregates in bulk. Slow and failed statements, ORM loader
+statements and anything inside a scope still take the full path.
 """
 
 from __future__ import annotations
@@ -22,11 +31,16 @@ from sqlwatch._guard import report_internal_error
 from sqlwatch._rss import SAMPLER as RSS_SAMPLER
 
 if TYPE_CHECKING:
+    from sqlwatch._capture.engine import EngineTracker
     from sqlwatch.scope import Scope
 
-__all__ = ["PIPELINE", "Pipeline", "param_hash"]
+__all__ = ["COUNT_FOLD", "MAX_COUNTED", "PIPELINE", "Counted", "Pipeline", "param_hash"]
 
 BATCH = 256
+COUNT_FOLD = 512
+"""A counted statement's durations are folded into the aggregates at this many."""
+MAX_COUNTED = 1_024
+"""Distinct SQL strings counted per engine; others take the full path."""
 _new_execution = tuple.__new__
 
 
@@ -76,11 +90,28 @@ def process(raw: RawExecution) -> Execution:
     )
 
 
+class Counted:
+    """Durations and call sites of one SQL string run outside any scope, not yet
+    folded. The listener appends without a lock; ``Pipeline.fold`` takes what is
+    there under the lock and deletes exactly that much (an append in between
+    lands after it and waits for the next fold)."""
+
+    __slots__ = ("durations", "sites")
+
+    def __init__(self) -> None:
+        self.durations: list[int] = []
+        self.sites: list[Any] = []
+
+
 class Pipeline:
     def __init__(self) -> None:
         self.pending: deque[RawExecution] = deque()
         self.lock = threading.RLock()
         self.process_scope: Scope | None = None
+        self.counting = False
+        """Whether statements outside any scope are counted (``Counted``)."""
+        self.trackers: list[EngineTracker] = []
+        """Attached engine trackers, whose counted statements ``fold_all`` folds."""
 
     def flush(self) -> None:
         """Process everything captured so far (any thread's)."""
@@ -114,10 +145,70 @@ class Pipeline:
                     report_internal_error("scope aggregation", exc)
         RSS_SAMPLER.maybe_sample()  # rate-limited: a comparison unless 50 ms have passed
 
+    # -- counted statements --------------------------------------------------
+
+    def attach(self, tracker: EngineTracker) -> None:
+        with self.lock:
+            self.trackers.append(tracker)
+            tracker.counted = {} if self.counting else None
+
+    def detach(self, tracker: EngineTracker) -> None:
+        with self.lock:
+            self.fold_tracker(tracker)
+            tracker.counted = None
+            if tracker in self.trackers:
+                self.trackers.remove(tracker)
+
+    def start_counting(self) -> None:
+        """The process-wide scope keeps no more records: count from now on."""
+        with self.lock:
+            if not self.counting:
+                self.counting = True
+                for tracker in self.trackers:
+                    tracker.counted = {}
+
+    def fold_all(self) -> None:
+        """Everything counted so far, into the process-wide aggregates (before it
+        is read)."""
+        if self.counting:
+            with self.lock:
+                for tracker in self.trackers:
+                    self.fold_tracker(tracker)
+
+    def fold_tracker(self, tracker: EngineTracker) -> None:
+        counted = tracker.counted
+        if not counted:
+            return
+        with self.lock:
+            for sql, entry in list(counted.items()):
+                self.fold(tracker, sql, entry)
+
+    def fold(self, tracker: EngineTracker, sql: str, entry: Counted) -> None:
+        with self.lock:
+            durations, sites = entry.durations, entry.sites
+            n_durations, n_sites = len(durations), len(sites)
+            if not n_durations:
+                return
+            taken, taken_sites = durations[:n_durations], sites[:n_sites]
+            del durations[:n_durations], sites[:n_sites]
+            scope = self.process_scope
+            if scope is None:
+                return
+            try:
+                info = tracker.cached_info(sql) or tracker.analyzer(sql)
+                scope.add_counted(info, taken, taken_sites)
+            except Exception as exc:
+                report_internal_error("counted statements", exc)
+        RSS_SAMPLER.maybe_sample()
+
     def clear(self) -> None:
         with self.lock:
             self.pending.clear()
             self.process_scope = None
+            self.counting = False
+            for tracker in self.trackers:
+                tracker.counted = None
+            self.trackers.clear()
 
 
 PIPELINE = Pipeline()

@@ -18,6 +18,7 @@ from time import perf_counter_ns
 from typing import Any, NamedTuple
 
 from sqlwatch._aggregate import Aggregator
+from sqlwatch._capture.call_sites import CallSite
 from sqlwatch._capture.execution import (
     Execution,
     epoch_ns_to_iso,
@@ -29,7 +30,7 @@ from sqlwatch._pipeline import PIPELINE
 from sqlwatch.config import Options
 from sqlwatch.detectors import DETECTORS
 from sqlwatch.exporters import resolve_exporters
-from sqlwatch.records import NPlusOne, Resources, ScopeSummary, Statement
+from sqlwatch.records import NPlusOne, Resources, ScopeSummary, Statement, StatementInfo
 from sqlwatch.report import Report, merge_n_plus_one
 
 __all__ = ["Scope", "ScopeRun"]
@@ -194,6 +195,8 @@ class Scope:
             else:
                 self._kept.extend(executions[: max(room, 0)])
                 self._dropped += len(executions) - max(room, 0)
+                if self.process_wide:
+                    PIPELINE.start_counting()  # no more records: count the rest
             for detector in self._per_statement:
                 try:
                     detector.batch(executions)
@@ -202,6 +205,21 @@ class Scope:
             outbox, self._outbox = self._outbox, None
         if outbox:
             self._deliver(outbox)
+
+    def add_counted(
+        self, info: StatementInfo, durations: list[int], sites: list[CallSite | None]
+    ) -> None:
+        """Statements that ran outside any scope and left no record (the process-wide
+        scope only: ``sqlwatch._pipeline.Counted``)."""
+        with self._lock:
+            self._aggregator.add_counted(info, durations, sites)
+            self._dropped += len(durations)
+
+    def _catch_up(self) -> None:
+        """Process what capture has buffered, before the scope is read."""
+        PIPELINE.flush()
+        if self.process_wide:
+            PIPELINE.fold_all()
 
     def statement(self, execution: Execution) -> Statement:
         """The public record as this scope may show it: parameters only if this
@@ -244,23 +262,23 @@ class Scope:
 
     @property
     def query_count(self) -> int:
-        PIPELINE.flush()
+        self._catch_up()
         return self._aggregator.query_count
 
     def totals(self) -> tuple[int, int]:
         """Statements so far and their total time in ns, without building a report
         (the middleware's ``Server-Timing`` header, on every response)."""
-        PIPELINE.flush()
+        self._catch_up()
         aggregator = self._aggregator
         return aggregator.query_count, aggregator.total_ns
 
     def executions(self) -> list[Execution]:
-        PIPELINE.flush()
+        self._catch_up()
         with self._lock:
             return list(self._kept)
 
     def snapshot(self) -> Report:
-        PIPELINE.flush()
+        self._catch_up()
         end = self.end_ns if self.end_ns is not None else perf_counter_ns()
         with self._lock:
             fields: dict[str, Any] = {

@@ -26,7 +26,7 @@ from sqlwatch._capture.orm import BOOKKEEPING_CODES, LOAD_OPTIONS, describe_load
 from sqlwatch._capture.sqlcommenter import with_traceparent
 from sqlwatch._context import ScopeChain, current_chain
 from sqlwatch._guard import report_internal_error
-from sqlwatch._pipeline import BATCH, Pipeline
+from sqlwatch._pipeline import BATCH, COUNT_FOLD, MAX_COUNTED, Counted, Pipeline
 from sqlwatch.config import Options
 from sqlwatch.records import EngineInfo
 
@@ -94,8 +94,14 @@ class EngineTracker:
         self.slow_ns = options.slow_query_ms * 1e6
         self.extensions: dict[str, Any] = {}
         """Per-engine state of other components (the pool tracker), by name."""
+        self._pipeline = pipeline
         self._pending = pipeline.pending
         self._flush = pipeline.flush
+        self.counted: dict[str, Counted] | None = None
+        """Statements run outside any scope, counted without a record, by SQL
+        string (``sqlwatch._pipeline``); ``None`` while the process-wide scope
+        still keeps records. Set by the pipeline."""
+        self._seen_once: set[str] = set()
         self._export_statement = export_statement
         self._registrations: list[tuple[Any, str, Callable[..., Any]]] = []
         self._cleanups: list[Callable[[], None]] = []
@@ -118,8 +124,10 @@ class EngineTracker:
         self.listen(engine, "do_execute", self.on_do_execute)
         self.listen(engine, "do_executemany", self.on_do_executemany)
         self.listen(engine, "do_execute_no_params", self.on_do_execute_no_params)
+        self._pipeline.attach(self)
 
     def detach(self) -> None:
+        self._pipeline.detach(self)
         while self._registrations:
             target, identifier, fn = self._registrations.pop()
             try:
@@ -164,15 +172,37 @@ class EngineTracker:
         # ``_record`` inlined for the most common call: one less Python call per statement.
         try:
             load_options = context.execution_options.get(LOAD_OPTIONS)
-            if load_options is None:
-                orm = None
+            orm = None if load_options is None else describe_load(load_options, context)
+            if orm is None:
                 site = (
                     find_call_site(_FIRST_CALLER_FRAME)
                     if self.call_sites or chain.call_sites
                     else None
                 )
+                counted = self.counted
+                if counted is not None and not chain.scopes and duration < self.slow_ns:
+                    entry = counted.get(statement)
+                    if entry is not None:
+                        entry.durations.append(duration)
+                        if site is not None:
+                            entry.sites.append(site)
+                        if len(entry.durations) >= COUNT_FOLD:
+                            self._pipeline.fold(self, statement, entry)
+                        if self.exporters:
+                            self._export_counted(
+                                cursor,
+                                statement,
+                                parameters,
+                                context,
+                                start,
+                                duration,
+                                site,
+                                chain,
+                            )
+                        return True
+                    self._count_from_now(counted, statement)
             else:
-                orm, site = self._orm_load(load_options, context, chain, _FIRST_CALLER_FRAME + 1)
+                orm, site = self._orm_site(orm, chain, _FIRST_CALLER_FRAME + 1)
             raw = new_raw(
                 RawExecution,
                 (
@@ -272,15 +302,15 @@ class EngineTracker:
             if not batch and context.execute_style is _INSERTMANYVALUES:
                 batch = len(context.parameters)  # one multi-row INSERT of a batch
             load_options = context.execution_options.get(LOAD_OPTIONS)
-            if load_options is None:
-                orm = None
+            orm = None if load_options is None else describe_load(load_options, context)
+            if orm is None:
                 site = (
                     find_call_site(_FIRST_CALLER_FRAME + 1)
                     if self.call_sites or chain.call_sites
                     else None
                 )
             else:
-                orm, site = self._orm_load(load_options, context, chain, _FIRST_CALLER_FRAME + 2)
+                orm, site = self._orm_site(orm, chain, _FIRST_CALLER_FRAME + 2)
             raw = new_raw(
                 RawExecution,
                 (
@@ -312,22 +342,70 @@ class EngineTracker:
         except Exception as error:
             report_internal_error("statement capture", error)
 
-    def _orm_load(
-        self, load_options: Any, context: ExecutionContext, chain: ScopeChain, depth: int
-    ) -> tuple[OrmLoad | None, CallSite | None]:
-        """The loader behind an ORM SELECT and the statement's call site.
+    def _orm_site(
+        self, orm: OrmLoad, chain: ScopeChain, depth: int
+    ) -> tuple[OrmLoad, CallSite | None]:
+        """The call site of an ORM loader statement, and its label completed.
 
         A lazy or column load is walked to the application's frame even with call
-        sites off: that walk also tells a load the ORM made for its own bookkeeping.
+        sites off: the same walk tells a load the ORM made for its own bookkeeping.
         """
-        orm = describe_load(load_options, context)
         wanted = self.call_sites or chain.call_sites
-        if orm is None or orm.kind == "eager_load":
+        if orm.kind == "eager_load":
             return orm, find_call_site(depth) if wanted else None
         site, internal = find_call_site_through(depth, BOOKKEEPING_CODES)
         if internal:
             orm = orm._replace(internal=True)
         return orm, site if wanted else None
+
+    def _count_from_now(self, counted: dict[str, Counted], statement: str) -> None:
+        """Count ``statement`` without a record from its next run on, if it comes
+        back: SQL with inlined literals is a new string each time and would only
+        fill the table."""
+        seen_once = self._seen_once
+        if statement not in seen_once:
+            if len(seen_once) >= MAX_COUNTED:
+                seen_once.clear()
+            seen_once.add(statement)
+        elif len(counted) < MAX_COUNTED:
+            counted[statement] = Counted()
+            seen_once.discard(statement)
+
+    def _export_counted(
+        self,
+        cursor: DBAPICursor,
+        statement: str,
+        parameters: Any,
+        context: ExecutionContext,
+        start: int,
+        duration: int,
+        site: CallSite | None,
+        chain: ScopeChain,
+    ) -> None:
+        """The per-statement exporters of a counted statement: its record is built
+        only if one of them is listening (a logger at DEBUG, a recording tracer)."""
+        for exporter in self.exporters:
+            if exporter.statement_enabled():
+                break
+        else:
+            return
+        raw = new_raw(
+            RawExecution,
+            (
+                self,
+                statement,
+                parameters,
+                start,
+                duration,
+                cursor.rowcount or self._zero_rowcount(cursor),
+                len(context.parameters) if context.execute_style is _INSERTMANYVALUES else 0,
+                site,
+                None,
+                None,
+                chain,
+            ),
+        )
+        self._export_statement(raw, self.exporters)
 
     def _urgent(self, orm: OrmLoad, chain: ScopeChain) -> bool:
         """Whether an ORM loader statement must be processed now, not in a batch.

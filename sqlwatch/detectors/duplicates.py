@@ -2,7 +2,9 @@
 
 Parameters are compared by hash (taken at capture), so nothing of their values
 is kept unless ``capture_params`` is on. Transaction control is not a caching
-opportunity and is left out; executemany batches never count.
+opportunity and is left out; executemany batches never count. The process-wide
+scope looks only at statements that ran inside some scope (a watch, a request,
+a test): outside any, a statement is counted, not judged (``sqlwatch._pipeline``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Duplicates(Detector):
     def __init__(self, scope: Scope) -> None:
         super().__init__(scope)
         self.limit = max(scope.options.max_statements, 1)
+        self.process_wide = scope.process_wide
         self.seen: dict[int, list[Any]] = {}
         """hash of (sql, parameter hash) -> [sql, count, call sites]; at most
         ``max_statements`` keys. An int key keeps the per-statement lookup cheap."""
@@ -38,6 +41,8 @@ class Duplicates(Detector):
         self.batch([execution])
 
     def batch(self, executions: list[Execution]) -> None:
+        if self.process_wide:
+            executions = [e for e in executions if e.unit]
         seen = self.seen
         for sql, info, site, hashed in map(_FIELDS, executions):
             if hashed == -1 or info.operation in TRANSACTION_CONTROL:
