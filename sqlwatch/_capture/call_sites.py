@@ -85,8 +85,13 @@ def _classify(filename: str) -> bool:
 
 
 def find_call_site(depth: int = 2) -> CallSite | None:
-    """The first frame outside sqlwatch, SQLAlchemy and the standard library."""
-    return call_site_from(sys._getframe(depth))
+    """The first frame outside sqlwatch, SQLAlchemy and the standard library,
+    from ``depth`` frames up."""
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:  # a stack shorter than the frames known to be SQLAlchemy's
+        frame = None
+    return call_site_from(frame)
 
 
 def call_site_from(frame: FrameType | None) -> CallSite | None:
@@ -115,7 +120,11 @@ def find_call_site_through(depth: int, codes: frozenset[CodeType]) -> tuple[Call
     For ORM loader statements, which must know whether the ORM's own bookkeeping
     (``Session.flush``) asked for them: one walk answers both questions.
     """
-    frame: FrameType | None = sys._getframe(depth)
+    frame: FrameType | None
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:
+        frame = None
     cache = _is_internal_file
     seen = False
     while frame is not None:

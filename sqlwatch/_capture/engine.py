@@ -38,11 +38,17 @@ __all__ = ["EngineTracker", "engine_name"]
 ExportStatement = Callable[[RawExecution, tuple[Any, ...]], None]
 
 _INSERTMANYVALUES = ExecuteStyle.INSERTMANYVALUES
-_FIRST_CALLER_FRAME = 4
-"""Where the call-site walk starts, seen from the listener. The listener's caller
-(``_exec_single_context``, ``_exec_insertmany_context``, ``_cursor_execute``) and
-that function's caller (``_execute_context``, ``_execute_scalar``) are always
-SQLAlchemy's: skipping them saves building two frame objects per statement."""
+_FIRST_CALLER_FRAME = 5
+"""Where the call-site walk starts, seen from the listener (``sys._getframe`` depth
+in ``find_call_site`` called by the listener). Above the listener, three frames
+are always SQLAlchemy's: the listener's caller (``_exec_single_context``,
+``_exec_insertmany_context``, ``_cursor_execute``), its caller
+(``_execute_context``, ``_execute_scalar``), and the ``Connection`` method that
+called that (``exec_driver_sql``, the shortest way in, or ``_execute_clauseelement``,
+``_execute_ddl``...). Skipping them saves building three frame objects per
+statement: on CPython 3.11+ a frame object is made only when asked for, and that
+is most of what a walk costs. ``tests/integration/test_capture.py`` runs every
+execution API against this on both supported SQLAlchemy versions."""
 
 
 def engine_name(engine: Engine) -> str:
@@ -171,6 +177,35 @@ class EngineTracker:
         duration = perf_counter_ns() - start
         # ``_record`` inlined for the most common call: one less Python call per statement.
         try:
+            counted = self.counted
+            if counted is not None and not chain.scopes and duration < self.slow_ns:
+                # Outside any scope, with the process-wide records full: count it.
+                entry = counted.get(statement)
+                if entry is not None:
+                    load_options = context.execution_options.get(LOAD_OPTIONS)
+                    if load_options is None or describe_load(load_options, context) is None:
+                        entry.durations.append(duration)
+                        site = None
+                        if self.call_sites:
+                            site = find_call_site(_FIRST_CALLER_FRAME)
+                            if site is not None:
+                                entry.sites.append(site)
+                        if len(entry.durations) >= COUNT_FOLD:
+                            self._pipeline.fold(self, statement, entry)
+                        for exporter in self.exporters:
+                            if exporter.statement_enabled():
+                                self._export_counted(
+                                    cursor,
+                                    statement,
+                                    parameters,
+                                    context,
+                                    start,
+                                    duration,
+                                    site,
+                                    chain,
+                                )
+                                break
+                        return True
             load_options = context.execution_options.get(LOAD_OPTIONS)
             orm = None if load_options is None else describe_load(load_options, context)
             if orm is None:
@@ -179,27 +214,7 @@ class EngineTracker:
                     if self.call_sites or chain.call_sites
                     else None
                 )
-                counted = self.counted
                 if counted is not None and not chain.scopes and duration < self.slow_ns:
-                    entry = counted.get(statement)
-                    if entry is not None:
-                        entry.durations.append(duration)
-                        if site is not None:
-                            entry.sites.append(site)
-                        if len(entry.durations) >= COUNT_FOLD:
-                            self._pipeline.fold(self, statement, entry)
-                        if self.exporters:
-                            self._export_counted(
-                                cursor,
-                                statement,
-                                parameters,
-                                context,
-                                start,
-                                duration,
-                                site,
-                                chain,
-                            )
-                        return True
                     self._count_from_now(counted, statement)
             else:
                 orm, site = self._orm_site(orm, chain, _FIRST_CALLER_FRAME + 1)
@@ -382,13 +397,9 @@ class EngineTracker:
         site: CallSite | None,
         chain: ScopeChain,
     ) -> None:
-        """The per-statement exporters of a counted statement: its record is built
-        only if one of them is listening (a logger at DEBUG, a recording tracer)."""
-        for exporter in self.exporters:
-            if exporter.statement_enabled():
-                break
-        else:
-            return
+        """The per-statement exporters of a counted statement, once one of them said
+        it is listening (a logger at DEBUG, a recording tracer): only then is its
+        record built."""
         raw = new_raw(
             RawExecution,
             (

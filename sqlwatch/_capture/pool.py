@@ -42,11 +42,9 @@ next pool event or scope close, never from inside the collector or a scope's loc
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import weakref
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator
 from time import perf_counter_ns
@@ -66,7 +64,7 @@ from sqlwatch._capture.call_sites import (
 )
 from sqlwatch._context import ScopeChain, current_chain
 from sqlwatch._guard import report_internal_error
-from sqlwatch._histogram import GAMMA, LogHistogram, bucket_of
+from sqlwatch._histogram import LogHistogram
 from sqlwatch._rss import SAMPLER as RSS_SAMPLER
 from sqlwatch.records import Leak, PoolStats
 
@@ -147,50 +145,6 @@ def resolve_site(site: tuple[Any, ...] | None) -> CallSite | None:
     return code.co_filename, line, code.co_name
 
 
-def fold_into(histogram: LogHistogram, values: list[int]) -> None:
-    """Bucket many durations at once, cheaply enough for every checkout.
-
-    ``values`` (a list the caller owns) is sorted in C; then each non-empty
-    bucket costs one logarithm and one bisection to find where the next bucket
-    starts, whatever the number of values in it. Exactly what ``add`` would
-    give, for about half the cost of ``add_many`` on tight clusters of
-    durations and a third on spread ones.
-    """
-    if not values:
-        return
-    values.sort()
-    buckets = histogram.buckets
-    upper_of = _UPPER.get
-    n = len(values)
-    i = 0
-    while i < n:
-        index = bucket_of(values[i])
-        upper = upper_of(index)
-        if upper is None:
-            upper = _bucket_upper(index)
-        j = bisect_left(values, upper, i)
-        buckets[index] = buckets.get(index, 0) + j - i
-        i = j
-    histogram.count += n
-    histogram.total_ns += sum(values)
-    if values[-1] > histogram.max_ns:
-        histogram.max_ns = values[-1]
-
-
-_UPPER: dict[int, int] = {}
-"""Bucket index -> the smallest duration of the next bucket (at most ~1,400 keys)."""
-
-
-def _bucket_upper(index: int) -> int:
-    upper = math.ceil(GAMMA ** (index + 1))
-    while bucket_of(upper) <= index:  # float rounding: agree with bucket_of exactly
-        upper += 1
-    while upper > 2 and bucket_of(upper - 1) > index:
-        upper -= 1
-    _UPPER[index] = upper
-    return upper
-
-
 def _chain_of(entry: Checkout) -> Iterator[Checkout]:
     checkout: Checkout | None = entry
     while checkout is not None:
@@ -258,7 +212,7 @@ class PoolCounters:
             if n:
                 chunk = raw[:n]
                 del raw[:n]
-                fold_into(histogram, chunk)
+                histogram.add_many(chunk)
 
     def add_leak(self, leak: Leak) -> None:
         if len(self.leaks) < MAX_LEAKS:

@@ -12,6 +12,7 @@ iterations is one warning, not a thousand (the report keeps every one).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -43,6 +44,10 @@ class LoggingExporter(Exporter):
         """scope name -> finding key -> times seen (the first one was logged)."""
         self._keys = 0
         self._last_slow: tuple[str, str, str] | None = None
+        # Asked for every statement: the logger's own check, without a frame of ours.
+        self.statement_enabled = functools.partial(  # type: ignore[method-assign]
+            self.logger.isEnabledFor, _DEBUG
+        )
 
     def statement_enabled(self) -> bool:
         return self.logger.isEnabledFor(_DEBUG)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     Integer,
     MetaData,
@@ -28,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateTable
 
 import sqlwatch
 from sqlwatch._state import STATE
@@ -481,3 +483,59 @@ def test_instrument_rejects_bad_options_and_leaves_the_engine_alone(engine: Engi
     with sqlwatch.watch() as w, engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     assert w.query_count == 0
+
+
+# -- the call site of every execution API --------------------------------------------
+# The walk starts a fixed number of frames above the listener (the frames every API
+# passes through are SQLAlchemy's): each public way of running SQL must still be
+# reported at the application's own line, not one frame too far up.
+
+CALL_SITE_APIS = (
+    "exec_driver_sql",
+    "exec_driver_sql, no_parameters",
+    "execute(text)",
+    "execute(select)",
+    "scalar(select)",
+    "executemany",
+    "DDL construct",
+)
+
+
+def run_api(connection: Connection, api: str) -> str:
+    """Run ``api``; return the call site of the line that ran it."""
+    users = User.__table__
+    if api == "exec_driver_sql":
+        site = call_site_below()
+        connection.exec_driver_sql("SELECT 1")
+    elif api == "exec_driver_sql, no_parameters":
+        raw = connection.execution_options(no_parameters=True)
+        site = call_site_below()
+        raw.exec_driver_sql("SELECT 2")
+    elif api == "execute(text)":
+        site = call_site_below()
+        connection.execute(text("SELECT name FROM users WHERE id = :id"), {"id": 1})
+    elif api == "execute(select)":
+        site = call_site_below()
+        connection.execute(select(users))
+    elif api == "scalar(select)":
+        site = call_site_below()
+        connection.scalar(select(users.c.id).limit(1))
+    elif api == "executemany":
+        site = call_site_below()
+        connection.execute(insert(Tag.__table__), [{"name": "a"}, {"name": "b"}])
+    else:
+        table = Table("call_site_ddl", MetaData(), Column("id", Integer))
+        site = call_site_below()
+        connection.execute(CreateTable(table, if_not_exists=True))
+    return site
+
+
+@pytest.mark.parametrize("api", CALL_SITE_APIS)
+def test_every_execution_api_reports_the_line_that_ran_it(db: Engine, api: str) -> None:
+    sqlwatch.instrument(db)
+    with db.connect() as connection:
+        connection.exec_driver_sql("SELECT 0")  # begins the transaction outside the watch
+        with sqlwatch.watch() as w:
+            site = run_api(connection, api)
+
+    assert [s.call_site for s in w.queries] == [site]

@@ -6,6 +6,8 @@ import math
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sqlwatch._histogram import GAMMA, LogHistogram
 
@@ -108,3 +110,33 @@ def test_items_are_sorted_pairs() -> None:
     assert list(items) == sorted(items)
     assert all(isinstance(b, int) and isinstance(n, int) for b, n in items)
     assert sum(n for _, n in items) == 4
+
+
+durations = st.lists(st.integers(min_value=0, max_value=10**12), max_size=600)
+
+
+@settings(deadline=None)
+@given(durations, durations)
+def test_add_many_equals_adding_each(first: list[int], second: list[int]) -> None:
+    one_by_one = LogHistogram()
+    for value in first + second:
+        one_by_one.add(value)
+    bulk = LogHistogram()
+    bulk.add_many(list(first))
+    bulk.add_many(list(second))
+    assert bulk.buckets == {k: v for k, v in one_by_one.buckets.items() if v}
+    assert (bulk.count, bulk.total_ns, bulk.max_ns) == (
+        one_by_one.count,
+        one_by_one.total_ns,
+        one_by_one.max_ns,
+    )
+
+
+def test_add_many_bucket_edges() -> None:
+    values = [0, 1, 2, 3, 50, 51, 1000, 1020, 1021, 10**9]
+    one_by_one = LogHistogram()
+    for value in values:
+        one_by_one.add(value)
+    bulk = LogHistogram()
+    bulk.add_many(list(reversed(values)))
+    assert bulk.buckets == one_by_one.buckets
