@@ -17,9 +17,9 @@ from types import CodeType, FrameType
 
 __all__ = [
     "CallSite",
+    "CallSiteFinder",
     "call_site_from",
     "find_call_site",
-    "find_call_site_through",
     "format_call_site",
     "is_internal_file",
     "split_call_site",
@@ -114,31 +114,98 @@ def _first_outside(frame: FrameType | None) -> CallSite | None:
     return None
 
 
-def find_call_site_through(depth: int, codes: frozenset[CodeType]) -> tuple[CallSite | None, bool]:
-    """``find_call_site``, and whether one of ``codes`` ran on the way there.
+class CallSiteFinder:
+    """``find_call_site`` for one place in sqlwatch that asks again and again (the
+    statement listener, a pool checkout), learning where its walks leave the library.
 
-    For ORM loader statements, which must know whether the ORM's own bookkeeping
-    (``Session.flush``) asked for them: one walk answers both questions.
+    A walk costs one frame object per frame it looks at, and an ORM statement has
+    twenty SQLAlchemy frames above the listener. But the frames between a given
+    place in sqlwatch and the application are SQLAlchemy's own fixed code paths:
+    once a walk has found that the frame at depth ``d`` runs ``Session.execute``
+    and the one above it is the application's, another statement whose frame at
+    depth ``d`` runs ``Session.execute`` has the application one above it too.
+    So each walk's exit (the depth and code of the last library frame) is kept,
+    and a later call first tries its few most recent exits: one ``sys._getframe``
+    and two frame objects where a walk would build twenty. An exit that does not
+    match (another code path) falls back to the full walk, which learns it.
+
+    ``codes``: code objects to look out for below the application's frame (the
+    ORM's bookkeeping methods); whether one was there is learned with the exit.
     """
-    frame: FrameType | None
-    try:
-        frame = sys._getframe(depth)
-    except ValueError:
-        frame = None
-    cache = _is_internal_file
-    seen = False
-    while frame is not None:
-        code = frame.f_code
-        if code in codes:
-            seen = True
-        filename = code.co_filename
-        internal = cache.get(filename)
-        if internal is None:
-            internal = _classify(filename)
-        if not internal:
-            return (filename, frame.f_lineno, code.co_name), seen
-        frame = frame.f_back
-    return _find_in_parent_greenlet(), seen
+
+    MAX_EXITS = 4
+
+    __slots__ = ("_codes", "_exits")
+
+    def __init__(self, codes: frozenset[CodeType] = frozenset()) -> None:
+        self._codes = codes
+        self._exits: list[tuple[int, CodeType, bool]] = []
+
+    def find(self, depth: int) -> CallSite | None:
+        """The call site, ``depth`` frames up from the caller's caller, as in
+        ``find_call_site(depth)`` called by the caller."""
+        getframe = sys._getframe
+        for exit_depth, code, _seen in self._exits:
+            try:
+                frame = getframe(exit_depth)
+            except ValueError:
+                continue
+            if frame.f_code is code:
+                caller = frame.f_back
+                if caller is not None:
+                    caller_code = caller.f_code
+                    if _is_internal_file.get(caller_code.co_filename) is False:
+                        return caller_code.co_filename, caller.f_lineno, caller_code.co_name
+        return self._walk(depth + 1)[0]
+
+    def find_noting(self, depth: int) -> tuple[CallSite | None, bool]:
+        """``find``, and whether one of ``codes`` ran below the application's frame."""
+        getframe = sys._getframe
+        for exit_depth, code, seen in self._exits:
+            try:
+                frame = getframe(exit_depth)
+            except ValueError:
+                continue
+            if frame.f_code is code:
+                caller = frame.f_back
+                if caller is not None:
+                    caller_code = caller.f_code
+                    if _is_internal_file.get(caller_code.co_filename) is False:
+                        site = caller_code.co_filename, caller.f_lineno, caller_code.co_name
+                        return site, seen
+        return self._walk(depth + 1)
+
+    def _walk(self, depth: int) -> tuple[CallSite | None, bool]:
+        """The full walk from ``depth`` (counted from this frame), learning its exit."""
+        try:
+            frame: FrameType | None = sys._getframe(depth)
+        except ValueError:
+            frame = None
+        codes = self._codes
+        cache = _is_internal_file
+        seen = False
+        below: CodeType | None = None
+        while frame is not None:
+            code = frame.f_code
+            if code in codes:
+                seen = True
+            filename = code.co_filename
+            internal = cache.get(filename)
+            if internal is None:
+                internal = _classify(filename)
+            if not internal:
+                if below is not None:
+                    self._learn(depth - 2, below, seen)  # as seen from find's frame
+                return (filename, frame.f_lineno, code.co_name), seen
+            below = code
+            depth += 1
+            frame = frame.f_back
+        return _find_in_parent_greenlet(), seen
+
+    def _learn(self, exit_depth: int, code: CodeType, seen: bool) -> None:
+        exits = [e for e in self._exits if e[0] != exit_depth or e[1] is not code]
+        exits.insert(0, (exit_depth, code, seen))
+        self._exits = exits[: self.MAX_EXITS]
 
 
 def is_internal_file(filename: str) -> bool:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from sqlwatch._analysis import analyzer_for
-from sqlwatch._capture.call_sites import CallSite, find_call_site, find_call_site_through
+from sqlwatch._capture.call_sites import CallSite, CallSiteFinder
 from sqlwatch._capture.execution import OrmLoad, RawExecution, new_raw
 from sqlwatch._capture.orm import BOOKKEEPING_CODES, LOAD_OPTIONS, describe_load
 from sqlwatch._capture.sqlcommenter import with_traceparent
@@ -108,6 +108,11 @@ class EngineTracker:
         string (``sqlwatch._pipeline``); ``None`` while the process-wide scope
         still keeps records. Set by the pipeline."""
         self._seen_once: set[str] = set()
+        # One finder per place that walks, each learning its own exits (call_sites.py).
+        self._sites = CallSiteFinder()
+        self._record_sites = CallSiteFinder()
+        self._load_sites = CallSiteFinder(BOOKKEEPING_CODES)
+        self._record_load_sites = CallSiteFinder(BOOKKEEPING_CODES)
         self._export_statement = export_statement
         self._registrations: list[tuple[Any, str, Callable[..., Any]]] = []
         self._cleanups: list[Callable[[], None]] = []
@@ -187,7 +192,7 @@ class EngineTracker:
                         entry.durations.append(duration)
                         site = None
                         if self.call_sites:
-                            site = find_call_site(_FIRST_CALLER_FRAME)
+                            site = self._sites.find(_FIRST_CALLER_FRAME)
                             if site is not None:
                                 entry.sites.append(site)
                         if len(entry.durations) >= COUNT_FOLD:
@@ -210,14 +215,14 @@ class EngineTracker:
             orm = None if load_options is None else describe_load(load_options, context)
             if orm is None:
                 site = (
-                    find_call_site(_FIRST_CALLER_FRAME)
+                    self._sites.find(_FIRST_CALLER_FRAME)
                     if self.call_sites or chain.call_sites
                     else None
                 )
                 if counted is not None and not chain.scopes and duration < self.slow_ns:
                     self._count_from_now(counted, statement)
             else:
-                orm, site = self._orm_site(orm, chain, _FIRST_CALLER_FRAME + 1)
+                orm, site = self._orm_site(orm, chain, self._load_sites, _FIRST_CALLER_FRAME + 1)
             raw = new_raw(
                 RawExecution,
                 (
@@ -320,12 +325,14 @@ class EngineTracker:
             orm = None if load_options is None else describe_load(load_options, context)
             if orm is None:
                 site = (
-                    find_call_site(_FIRST_CALLER_FRAME + 1)
+                    self._record_sites.find(_FIRST_CALLER_FRAME + 1)
                     if self.call_sites or chain.call_sites
                     else None
                 )
             else:
-                orm, site = self._orm_site(orm, chain, _FIRST_CALLER_FRAME + 2)
+                orm, site = self._orm_site(
+                    orm, chain, self._record_load_sites, _FIRST_CALLER_FRAME + 2
+                )
             raw = new_raw(
                 RawExecution,
                 (
@@ -358,18 +365,19 @@ class EngineTracker:
             report_internal_error("statement capture", error)
 
     def _orm_site(
-        self, orm: OrmLoad, chain: ScopeChain, depth: int
+        self, orm: OrmLoad, chain: ScopeChain, sites: CallSiteFinder, depth: int
     ) -> tuple[OrmLoad, CallSite | None]:
         """The call site of an ORM loader statement, and its label completed.
 
         A lazy or column load is walked to the application's frame even with call
-        sites off: the same walk tells a load the ORM made for its own bookkeeping.
+        sites off: the same walk tells a load the ORM made for its own bookkeeping
+        (under ``Session.delete``; a flush is told by the session itself).
         """
         wanted = self.call_sites or chain.call_sites
         if orm.kind == "eager_load":
-            return orm, find_call_site(depth) if wanted else None
-        site, internal = find_call_site_through(depth, BOOKKEEPING_CODES)
-        if internal:
+            return orm, sites.find(depth) if wanted else None
+        site, internal = sites.find_noting(depth)
+        if internal and not orm.internal:
             orm = orm._replace(internal=True)
         return orm, site if wanted else None
 

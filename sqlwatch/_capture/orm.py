@@ -56,8 +56,8 @@ def describe_load(load_options: Any, context: Any) -> OrmLoad | None:
     """The loader behind an ORM SELECT, or ``None`` for the application's own query.
 
     ``load_options`` is the statement's ``_sa_orm_load_options``; ``context`` its
-    ``ExecutionContext``. ``internal`` is left ``False``: whether the ORM's own
-    bookkeeping asked for the load is found by the call-site walk.
+    ``ExecutionContext``. ``internal`` says whether the session is flushing; a
+    ``Session.delete`` cascade is found by the call-site walk.
     """
     parent = load_options._lazy_loaded_from
     if parent is not None:
@@ -66,7 +66,14 @@ def describe_load(load_options: Any, context: Any) -> OrmLoad | None:
             return None
         attribute, uselist = _describe_relationship(path)
         identity = parent.key if parent.key is not None else id(parent)
-        return OrmLoad("lazy_load", attribute, identity, uselist, parent.session_id or 0)
+        return OrmLoad(
+            "lazy_load",
+            attribute,
+            identity,
+            uselist,
+            parent.session_id or 0,
+            _flushing(parent),
+        )
     refreshed = load_options._refresh_state
     if refreshed is not None:
         compile_options = getattr(context.invoked_statement, "_compile_options", None)
@@ -76,12 +83,25 @@ def describe_load(load_options: Any, context: Any) -> OrmLoad | None:
         cls_name = refreshed.class_.__name__
         attribute = ", ".join(f"{cls_name}.{key}" for key in sorted(columns))
         identity = refreshed.key if refreshed.key is not None else id(refreshed)
-        return OrmLoad("column_load", attribute, identity, False, refreshed.session_id or 0)
+        return OrmLoad(
+            "column_load",
+            attribute,
+            identity,
+            False,
+            refreshed.session_id or 0,
+            _flushing(refreshed),
+        )
     path = _loader_path(context)
     if path is None or path.is_root:
         return None
     attribute, uselist = _describe_relationship(path)
     return OrmLoad("eager_load", attribute, None, uselist)
+
+
+def _flushing(state: Any) -> bool:
+    """Whether the instance's session is inside a flush (autoflush and commit
+    included): a load then is the unit of work's own business."""
+    return bool(getattr(state.session, "_flushing", False))
 
 
 def _loader_path(context: Any) -> Any:

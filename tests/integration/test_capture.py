@@ -539,3 +539,28 @@ def test_every_execution_api_reports_the_line_that_ran_it(db: Engine, api: str) 
             site = run_api(connection, api)
 
     assert [s.call_site for s in w.queries] == [site]
+
+
+def test_call_sites_stay_exact_when_execution_paths_alternate(db: Engine) -> None:
+    """The walk learns where each code path leaves SQLAlchemy; paths of other
+    lengths, through other APIs and from other lines must never borrow an exit."""
+    sqlwatch.instrument(db)
+    expected: list[str] = []
+
+    def nested(session: Session) -> None:
+        expected.append(call_site_below())
+        session.execute(text("SELECT 3"))
+
+    with db.connect() as connection, Session(db) as session, sqlwatch.watch() as w:
+        for i in range(12):
+            expected.append(call_site_below())
+            connection.exec_driver_sql("SELECT 1")
+            if i % 3 == 0:
+                expected.append(call_site_below())
+                session.execute(text("SELECT 2"))
+            nested(session)
+            expected.append(call_site_below())
+            connection.execute(select(User.__table__.c.id).limit(1))
+
+    sites = [s.call_site for s in w.queries if s.operation == "SELECT"]
+    assert sites == expected

@@ -93,7 +93,7 @@ def test_broken_capture_listener_is_swallowed(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr("sqlwatch._capture.engine.find_call_site", _boom)
+    monkeypatch.setattr("sqlwatch._capture.call_sites.CallSiteFinder.find", _boom)
     with sqlwatch.watch() as w, db.connect() as conn:
         rows = conn.execute(text("SELECT id, name FROM users")).all()
         again = conn.execute(text("SELECT count(*) FROM users")).scalar()
@@ -112,7 +112,7 @@ def test_broken_capture_keeps_the_drivers_exception(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A failing statement and a failing listener: the app sees its own error only."""
-    monkeypatch.setattr("sqlwatch._capture.engine.find_call_site", _boom)
+    monkeypatch.setattr("sqlwatch._capture.call_sites.CallSiteFinder.find", _boom)
     with pytest.raises(IntegrityError) as caught, db.begin() as conn:
         conn.execute(insert(User).values(id=1, name="duplicate"))
     assert not isinstance(caught.value.orig, InjectedFault)

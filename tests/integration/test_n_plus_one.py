@@ -557,3 +557,27 @@ def test_expired_objects_reloaded_in_a_loop(db: sessionmaker[Session]) -> None:
     assert finding.suggestion.startswith("These User objects were expired (by commit()")
     assert "expire_on_commit=False" in finding.suggestion
     assert "undefer" not in finding.suggestion
+
+
+def test_bookkeeping_loads_stay_apart_from_the_applications_loops(
+    db: sessionmaker[Session],
+) -> None:
+    """The same relationships, loaded by the application's loop (an N+1) and by the
+    ORM for a delete cascade and a flush (not one), in one process, several times:
+    what the call-site walk learned from one kind never labels the other."""
+    for round_ in range(3):
+        with db() as session:
+            for i in range(3):
+                session.add(Folder(name=f"f{round_}.{i}", files=[File(name="a")], links=[]))
+            session.commit()
+        with sqlwatch.watch() as loop, db() as session:
+            folders = session.scalars(select(Folder)).all()
+            for folder in folders:
+                len(folder.files)
+        with sqlwatch.watch() as cleanup, db() as session:
+            for folder in session.scalars(select(Folder)).all():
+                session.delete(folder)
+            session.commit()
+
+        assert [f.relationship for f in loop.n_plus_one] == ["Folder.files"]
+        assert cleanup.n_plus_one == []
