@@ -36,6 +36,8 @@ __all__ = [
     "Results",
     "Variant",
     "environment_line",
+    "fill_process_report",
+    "flush_pipeline",
     "interleave",
     "print_breakdown",
     "print_header",
@@ -252,10 +254,6 @@ def print_breakdown(results: Results, baseline: str, levels: Sequence[str]) -> N
     sys.stdout.flush()
 
 
-if __name__ == "__main__":
-    print_header("benchmark environment")
-
-
 class OpenWatch:
     """A ``watch()`` open around a whole batch; opened and closed outside the timing."""
 
@@ -306,3 +304,37 @@ class SessionListenerSwitch:
 
 SESSION_LISTENER = SessionListenerSwitch()
 """Off while a bare variant runs, on again after it."""
+
+
+def flush_pipeline() -> None:
+    """Process the statements sqlwatch has buffered or counted, so each round pays
+    its own."""
+    import sqlwatch
+
+    try:
+        from sqlwatch._pipeline import PIPELINE
+    except ImportError:
+        sqlwatch.report()
+        return
+    PIPELINE.flush()
+    fold = getattr(PIPELINE, "fold_all", None)
+    if fold is not None:
+        fold()
+
+
+def fill_process_report(engine: Any) -> None:
+    """Bring the process-wide report to a long-running process's steady state: its
+    ``max_statements`` records kept, so that statements outside any scope are
+    counted in bulk from now on (docs/concepts.md, "Counted statements"). Without
+    this, the first warm-up rounds would do it, unevenly between variants."""
+    import sqlwatch
+
+    limit = sqlwatch.report().statements
+    with engine.connect() as connection:
+        for _ in range(10_000 - len(limit) + 1):
+            connection.exec_driver_sql("SELECT 1")
+    flush_pipeline()
+
+
+if __name__ == "__main__":
+    print_header("benchmark environment")

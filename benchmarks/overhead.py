@@ -36,6 +36,8 @@ from _harness import (
     SESSION_LISTENER,
     OpenWatch,
     Variant,
+    fill_process_report,
+    flush_pipeline,
     interleave,
     print_breakdown,
     print_header,
@@ -61,32 +63,6 @@ import sqlwatch
 # Kept in one place, each with a fallback, because the hot path is being reworked
 # while these scripts are in use: a renamed internal degrades a line of output
 # ("n/a"), it does not stop the run.
-
-
-def flush_pipeline() -> None:
-    """Process the statements sqlwatch has buffered or counted, so each round pays
-    its own."""
-    try:
-        from sqlwatch._pipeline import PIPELINE
-    except ImportError:
-        sqlwatch.report()
-        return
-    PIPELINE.flush()
-    fold = getattr(PIPELINE, "fold_all", None)
-    if fold is not None:
-        fold()
-
-
-def fill_process_report(engine: Engine) -> None:
-    """Bring the process-wide report to a long-running process's steady state: its
-    ``max_statements`` records kept, so that statements outside any scope are
-    counted in bulk from now on (docs/concepts.md, "Counted statements"). Without
-    this, the first warm-up rounds would do it, unevenly between variants."""
-    limit = sqlwatch.report().statements
-    with engine.connect() as connection:
-        for _ in range(10_000 - len(limit) + 1):
-            connection.exec_driver_sql("SELECT 1")
-    flush_pipeline()
 
 
 class ParseCounter:

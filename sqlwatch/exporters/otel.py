@@ -532,9 +532,15 @@ class OTelExporter(Exporter):
 
     @property
     def timely_findings(self) -> bool:  # type: ignore[override]
-        """Only while something records: with no SDK there is no span to put an
-        N+1 event on, and no reason to process loader statements one by one."""
-        return self.statement_enabled()
+        """Only while a recording span is current (a request's): the N+1 event goes
+        on it, so the loop's statements are processed while it is. Without one
+        (no SDK, or statements outside any traced request) there is nothing to
+        put an event on, and no reason to process loader statements one by one."""
+        return (
+            self.statement_enabled()
+            and self._tracer is not None
+            and trace_api.get_current_span().is_recording()
+        )
 
     def statement_enabled(self) -> bool:
         if self._follows_globals and (
