@@ -58,6 +58,7 @@ from sqlalchemy.pool.base import _ConnectionRecord
 
 from sqlwatch._capture.call_sites import (
     CallSite,
+    CallSiteFinder,
     call_site_from,
     format_call_site,
     is_internal_file,
@@ -347,6 +348,7 @@ class PoolTracker:
         checkout_shared = self._checkout_shared
         checkout_scoped = self._checkout_scoped
         maintain = self._maintain
+        sites = CallSiteFinder()
 
         def sqlwatch_connect() -> Any:
             start = perf_counter_ns()
@@ -376,7 +378,7 @@ class PoolTracker:
                         else:
                             site = call_site_from(caller)
                     else:  # a Session, raw_connection(), an async engine: the walk
-                        site = call_site_from(_getframe(1))
+                        site = sites.find(2)
                 record = fairy._connection_record
                 ref = record.fairy_ref if has_fairy_ref else new_ref(fairy, _noop)
                 entry: Checkout = [now, site, ref, (), None, None, False]

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
-from sqlwatch._capture.call_sites import CallSite, find_call_site, format_call_site
+from sqlwatch._capture.call_sites import CallSite, CallSiteFinder, format_call_site
 from sqlwatch._context import current_chain
 from sqlwatch._guard import report_internal_error
 from sqlwatch._pipeline import PIPELINE
@@ -87,6 +87,7 @@ class SessionListener:
         self.lock = threading.RLock()
         self.tracked: dict[int, _Tracked] = {}
         self._sweep_at = _SWEEP_AT
+        self._sites = CallSiteFinder()
 
     def install(self) -> None:
         if not self.installed:
@@ -146,7 +147,7 @@ class SessionListener:
                 return  # open in every scope already: a new transaction after a commit
             site = tracked.site
         elif chain.call_sites or any(counts.call_sites for counts in targets):
-            site = find_call_site(2)
+            site = self._sites.find(2)
         else:
             site = None
         with self.lock:
