@@ -125,87 +125,121 @@ class CallSiteFinder:
     and the one above it is the application's, another statement whose frame at
     depth ``d`` runs ``Session.execute`` has the application one above it too.
     So each walk's exit (the depth and code of the last library frame) is kept,
-    and a later call first tries its few most recent exits: one ``sys._getframe``
-    and two frame objects where a walk would build twenty. An exit that does not
-    match (another code path) falls back to the full walk, which learns it.
+    and a later call first looks at the frame at each learned depth: one
+    ``sys._getframe`` and one frame object per depth (the code paths of an ORM
+    application leave at a handful of depths), and one more for the application's
+    frame, where a walk would build twenty. No learned exit matching (another code
+    path), the full walk runs and learns it.
 
     ``codes``: code objects to look out for below the application's frame (the
     ORM's bookkeeping methods); whether one was there is learned with the exit.
     """
 
-    MAX_EXITS = 4
+    MAX_EXITS = 64
+    """Exits kept; past it, forgotten and learned again (a bound, never reached by
+    the code paths of one application)."""
 
-    __slots__ = ("_codes", "_exits")
+    __slots__ = ("_codes", "_count", "_exits", "_last")
 
     def __init__(self, codes: frozenset[CodeType] = frozenset()) -> None:
         self._codes = codes
-        self._exits: list[tuple[int, CodeType, bool]] = []
+        self._exits: dict[int, dict[CodeType, bool]] = {}
+        """Depth (seen from ``find``'s frame) -> exit code -> whether ``codes`` ran."""
+        self._count = 0
+        self._last: tuple[int, dict[CodeType, bool]] = (0, {})
+        """The exit that matched last: looked at first, as most calls come the same
+        way as the one before."""
 
     def find(self, depth: int) -> CallSite | None:
-        """The call site, ``depth`` frames up from the caller's caller, as in
-        ``find_call_site(depth)`` called by the caller."""
-        getframe = sys._getframe
-        for exit_depth, code, _seen in self._exits:
+        """The call site, ``depth`` frames up, as ``find_call_site(depth)`` would
+        find it called from the same place."""
+        exit_depth, codes = self._last
+        if codes:
             try:
-                frame = getframe(exit_depth)
+                frame = sys._getframe(exit_depth)
             except ValueError:
-                continue
-            if frame.f_code is code:
-                caller = frame.f_back
-                if caller is not None:
-                    caller_code = caller.f_code
-                    if _is_internal_file.get(caller_code.co_filename) is False:
-                        return caller_code.co_filename, caller.f_lineno, caller_code.co_name
-        return self._walk(depth + 1)[0]
+                pass
+            else:
+                if frame.f_code in codes:
+                    caller = frame.f_back
+                    if caller is not None:
+                        code = caller.f_code
+                        if _is_internal_file.get(code.co_filename) is False:
+                            return code.co_filename, caller.f_lineno, code.co_name
+        return self._search(depth)[0]
 
     def find_noting(self, depth: int) -> tuple[CallSite | None, bool]:
-        """``find``, and whether one of ``codes`` ran below the application's frame."""
-        getframe = sys._getframe
-        for exit_depth, code, seen in self._exits:
+        """``find``, and whether one of ``codes`` ran below the application's frame.
+        (Use one finder with one of the two methods: their frames are its depths.)"""
+        exit_depth, codes = self._last
+        if codes:
             try:
-                frame = getframe(exit_depth)
+                frame = sys._getframe(exit_depth)
+            except ValueError:
+                pass
+            else:
+                seen = codes.get(frame.f_code)
+                if seen is not None:
+                    caller = frame.f_back
+                    if caller is not None:
+                        code = caller.f_code
+                        if _is_internal_file.get(code.co_filename) is False:
+                            return (code.co_filename, caller.f_lineno, code.co_name), seen
+        return self._search(depth)
+
+    def _search(self, depth: int) -> tuple[CallSite | None, bool]:
+        """Every learned exit, then the full walk, which learns one. This frame is
+        one below ``find``'s: depths seen from there are one more here."""
+        getframe = sys._getframe
+        for exit_depth, codes in self._exits.items():
+            try:
+                frame: FrameType | None = getframe(exit_depth + 1)
             except ValueError:
                 continue
-            if frame.f_code is code:
+            assert frame is not None
+            seen = codes.get(frame.f_code)
+            if seen is not None:
                 caller = frame.f_back
                 if caller is not None:
-                    caller_code = caller.f_code
-                    if _is_internal_file.get(caller_code.co_filename) is False:
-                        site = caller_code.co_filename, caller.f_lineno, caller_code.co_name
-                        return site, seen
-        return self._walk(depth + 1)
-
-    def _walk(self, depth: int) -> tuple[CallSite | None, bool]:
-        """The full walk from ``depth`` (counted from this frame), learning its exit."""
+                    code = caller.f_code
+                    if _is_internal_file.get(code.co_filename) is False:
+                        self._last = (exit_depth, codes)
+                        return (code.co_filename, caller.f_lineno, code.co_name), seen
+        index = depth + 1
         try:
-            frame: FrameType | None = sys._getframe(depth)
+            frame = getframe(index)
         except ValueError:
             frame = None
-        codes = self._codes
+        watched = self._codes
         cache = _is_internal_file
         seen = False
         below: CodeType | None = None
         while frame is not None:
             code = frame.f_code
-            if code in codes:
+            if code in watched:
                 seen = True
             filename = code.co_filename
             internal = cache.get(filename)
             if internal is None:
                 internal = _classify(filename)
             if not internal:
-                if below is not None:
-                    self._learn(depth - 2, below, seen)  # as seen from find's frame
+                if below is None:  # the first frame looked at: its callee is the exit
+                    below = getframe(index - 1).f_code
+                self._learn(index - 2, below, seen)  # the exit, seen from find's frame
                 return (filename, frame.f_lineno, code.co_name), seen
             below = code
-            depth += 1
+            index += 1
             frame = frame.f_back
         return _find_in_parent_greenlet(), seen
 
     def _learn(self, exit_depth: int, code: CodeType, seen: bool) -> None:
-        exits = [e for e in self._exits if e[0] != exit_depth or e[1] is not code]
-        exits.insert(0, (exit_depth, code, seen))
-        self._exits = exits[: self.MAX_EXITS]
+        if self._count >= self.MAX_EXITS:
+            self._exits, self._count = {}, 0
+        exits = dict(self._exits)  # a new dict: other threads may be iterating
+        codes = exits[exit_depth] = {**exits.get(exit_depth, {}), code: seen}
+        self._exits = exits
+        self._last = (exit_depth, codes)
+        self._count += 1
 
 
 def is_internal_file(filename: str) -> bool:

@@ -375,7 +375,7 @@ class EngineTracker:
         """
         wanted = self.call_sites or chain.call_sites
         if orm.kind == "eager_load":
-            return orm, sites.find(depth) if wanted else None
+            return orm, sites.find_noting(depth)[0] if wanted else None
         site, internal = sites.find_noting(depth)
         if internal and not orm.internal:
             orm = orm._replace(internal=True)
