@@ -53,7 +53,8 @@ EXTENSION = "unused_eager_loads"
 MAX_LOADS = 1024
 MAX_KNOWN = 10_000
 _QUERY_KEY = "_sqlwatch_eager"
-"""Per-query memo in ``QueryContext.attributes``: the mappers already looked at."""
+"""Per-query memo in ``QueryContext.attributes``: the mappers already looked at, and
+the query's call site once a joined eager load needed it."""
 _NOT_HERE: Any = ()
 """The memo of a query run where no detecting scope is open."""
 
@@ -268,8 +269,8 @@ def _on_load(state: Any, context: Any) -> None:
             context.attributes[_QUERY_KEY] = _NOT_HERE
             return
         if memo is None:
-            memo = context.attributes[_QUERY_KEY] = ({}, find_call_site())
-        seen, site = memo
+            memo = context.attributes[_QUERY_KEY] = ({}, [])
+        seen, site_found = memo
         seen[mapper] = None
         _learn(mapper)
         loaded = state.dict
@@ -278,8 +279,10 @@ def _on_load(state: Any, context: Any) -> None:
                 continue
             name = f"{prop.parent.class_.__name__}.{prop.key}"
             _watch(prop)
+            if not site_found:  # walked once per query, and only for a joined eager load
+                site_found.append(find_call_site())
             for target in states:
-                target.loaded_by(name, site)
+                target.loaded_by(name, site_found[0])
     except Exception as exc:
         report_internal_error("unused eager loads: load listener", exc)
 
