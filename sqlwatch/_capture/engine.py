@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from sqlwatch._analysis import analyzer_for
@@ -118,6 +119,11 @@ class EngineTracker:
         self._cleanups: list[Callable[[], None]] = []
         dialect = engine.dialect
         self._do_execute = dialect.do_execute
+        self._plain_execute = (
+            getattr(dialect.do_execute, "__func__", None) is DefaultDialect.do_execute
+        )
+        """The dialect keeps SQLAlchemy's own ``do_execute`` (``cursor.execute``): the
+        listener then makes that call itself, without a Python frame in between."""
         self._do_executemany = dialect.do_executemany
         self._do_execute_no_params = dialect.do_execute_no_params
         self._rowcount_after_fetch = dialect.driver in ("pysqlite", "pysqlcipher")
@@ -175,7 +181,10 @@ class EngineTracker:
             sent = self._comment(statement)
         start = perf_counter_ns()
         try:
-            self._do_execute(cursor, sent, parameters, context)
+            if self._plain_execute:
+                cursor.execute(sent, parameters)
+            else:
+                self._do_execute(cursor, sent, parameters, context)
         except BaseException as exc:
             self._record(chain, cursor, statement, parameters, context, start, 0, exc)
             raise
