@@ -128,7 +128,7 @@ class Aggregator:
         self.total_ns += total
 
     def add_counted(
-        self, info: StatementInfo, durations: list[int], sites: list[CallSite | None]
+        self, info: StatementInfo, durations: list[int], sites: list[CallSite]
     ) -> None:
         """Statements of one SQL string that left no record (``Counted``)."""
         aggregate = self.fingerprints.get(info.fingerprint)

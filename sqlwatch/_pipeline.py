@@ -26,6 +26,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from sqlwatch._capture.call_sites import CallSite
 from sqlwatch._capture.execution import Execution, RawExecution
 from sqlwatch._guard import report_internal_error
 from sqlwatch._rss import SAMPLER as RSS_SAMPLER
@@ -100,7 +101,7 @@ class Counted:
 
     def __init__(self) -> None:
         self.durations: list[int] = []
-        self.sites: list[Any] = []
+        self.sites: list[CallSite] = []
 
 
 class Pipeline:

@@ -207,7 +207,7 @@ class Scope:
             self._deliver(outbox)
 
     def add_counted(
-        self, info: StatementInfo, durations: list[int], sites: list[CallSite | None]
+        self, info: StatementInfo, durations: list[int], sites: list[CallSite]
     ) -> None:
         """Statements that ran outside any scope and left no record (the process-wide
         scope only: ``sqlwatch._pipeline.Counted``)."""

@@ -191,19 +191,24 @@ class EngineTracker:
         duration = perf_counter_ns() - start
         # ``_record`` inlined for the most common call: one less Python call per statement.
         try:
-            counted = self.counted
-            if counted is not None and not chain.scopes and duration < self.slow_ns:
-                # Outside any scope, with the process-wide records full: count it.
-                entry = counted.get(statement)
-                if entry is not None:
-                    load_options = context.execution_options.get(LOAD_OPTIONS)
-                    if load_options is None or describe_load(load_options, context) is None:
+            load_options = context.execution_options.get(LOAD_OPTIONS)
+            orm = None if load_options is None else describe_load(load_options, context)
+            if orm is None:
+                site = (
+                    self._sites.find(_FIRST_CALLER_FRAME)
+                    if self.call_sites or chain.call_sites
+                    else None
+                )
+                counted = self.counted
+                if counted is not None and not chain.scopes and duration < self.slow_ns:
+                    # Outside any scope, with the process-wide records full: count it.
+                    entry = counted.get(statement)
+                    if entry is None:
+                        self._count_from_now(counted, statement)
+                    else:
                         entry.durations.append(duration)
-                        site = None
-                        if self.call_sites:
-                            site = self._sites.find(_FIRST_CALLER_FRAME)
-                            if site is not None:
-                                entry.sites.append(site)
+                        if site is not None:
+                            entry.sites.append(site)
                         if len(entry.durations) >= COUNT_FOLD:
                             self._pipeline.fold(self, statement, entry)
                         for exporter in self.exporters:
@@ -220,16 +225,6 @@ class EngineTracker:
                                 )
                                 break
                         return True
-            load_options = context.execution_options.get(LOAD_OPTIONS)
-            orm = None if load_options is None else describe_load(load_options, context)
-            if orm is None:
-                site = (
-                    self._sites.find(_FIRST_CALLER_FRAME)
-                    if self.call_sites or chain.call_sites
-                    else None
-                )
-                if counted is not None and not chain.scopes and duration < self.slow_ns:
-                    self._count_from_now(counted, statement)
             else:
                 orm, site = self._orm_site(orm, chain, self._load_sites, _FIRST_CALLER_FRAME + 1)
             raw = new_raw(
