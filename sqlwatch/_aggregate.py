@@ -23,18 +23,20 @@ _AGGREGATED_FIELDS = itemgetter(2, 4, 8, 10)
 """info, duration_ns, call_site, error of an ``Execution``, picked in C."""
 
 MAX_FINGERPRINTS = 10_000
+MAX_UNFOLDED = 8_192
+"""Durations waiting to be folded into a scope's histograms, at most: a bound per
+scope, not per fingerprint (10,000 fingerprints with a few hundred each would
+be megabytes)."""
 MAX_CALL_SITES = 16
 REPORTED_CALL_SITES = 5
 OVERFLOW_FINGERPRINT = "overflow"
 
 
 class FingerprintAggregate:
-    """Durations are appended raw and folded into the histogram in bulk, which
-    costs a third of bucketing each one as it arrives."""
+    """Durations are appended raw and folded into the histogram in bulk (by the
+    ``Aggregator``), which costs a quarter of bucketing each one as it arrives."""
 
     __slots__ = ("_unfolded", "call_sites", "histogram", "info")
-
-    FOLD_AT = 512
 
     def __init__(self, info: StatementInfo) -> None:
         self.info = info
@@ -102,20 +104,17 @@ class Aggregator:
         self.total_ns = 0
         self.fingerprints: dict[str, FingerprintAggregate] = {}
         self.errors: dict[str, int] = {}
+        self._unfolded = 0
 
     def add_batch(self, executions: list[Execution]) -> None:
         fingerprints = self.fingerprints
         total = 0
-        fold_at = FingerprintAggregate.FOLD_AT
         for info, duration, site, error in map(_AGGREGATED_FIELDS, executions):
             total += duration
             aggregate = fingerprints.get(info.fingerprint)
             if aggregate is None:
                 aggregate = self._new_aggregate(info)
-            unfolded = aggregate._unfolded
-            unfolded.append(duration)
-            if len(unfolded) >= fold_at:
-                aggregate.fold()
+            aggregate._unfolded.append(duration)
             sites = aggregate.call_sites
             seen = sites.get(site)
             if seen is not None:
@@ -126,6 +125,15 @@ class Aggregator:
                 self.errors[error.__name__] = self.errors.get(error.__name__, 0) + 1
         self.query_count += len(executions)
         self.total_ns += total
+        self._unfolded += len(executions)
+        if self._unfolded >= MAX_UNFOLDED:
+            self.fold()
+
+    def fold(self) -> None:
+        """Every waiting duration, into its fingerprint's histogram."""
+        for aggregate in self.fingerprints.values():
+            aggregate.fold()
+        self._unfolded = 0
 
     def add_counted(
         self, info: StatementInfo, durations: list[int], sites: list[CallSite]
@@ -135,8 +143,6 @@ class Aggregator:
         if aggregate is None:
             aggregate = self._new_aggregate(info)
         aggregate._unfolded.extend(durations)
-        if len(aggregate._unfolded) >= FingerprintAggregate.FOLD_AT:
-            aggregate.fold()
         counts = aggregate.call_sites
         for site, n in Counter(sites).items():
             seen = counts.get(site)
@@ -146,6 +152,9 @@ class Aggregator:
                 counts[site] = n
         self.query_count += len(durations)
         self.total_ns += sum(durations)
+        self._unfolded += len(durations)
+        if self._unfolded >= MAX_UNFOLDED:
+            self.fold()
 
     def _new_aggregate(self, info: StatementInfo) -> FingerprintAggregate:
         if len(self.fingerprints) >= MAX_FINGERPRINTS:

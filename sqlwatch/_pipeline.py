@@ -16,7 +16,8 @@ per statement (a duplicate or a Core N+1 needs a unit of work), and keeps no
 more records once its ``max_statements`` are full. From then on the listener
 skips the record: it appends the duration (and the call site) to a list kept
 per engine and per SQL string (``Counted``), and the lists are folded into the
-process-wide aggregates in bulk. Slow and failed statements, ORM loader
+process-wide aggregates in bulk: every ``COUNT_FOLD`` statements of the engine,
+and whenever the process-wide report is read. Slow and failed statements, ORM loader
 statements and anything inside a scope still take the full path.
 """
 
@@ -38,8 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["COUNT_FOLD", "MAX_COUNTED", "PIPELINE", "Counted", "Pipeline", "param_hash"]
 
 BATCH = 256
-COUNT_FOLD = 512
-"""A counted statement's durations are folded into the aggregates at this many."""
+COUNT_FOLD = 4_096
+"""Counted statements of one engine waiting to be folded into the aggregates, at
+most: what bounds their memory (a few hundred KB), however many SQL strings."""
 MAX_COUNTED = 1_024
 """Distinct SQL strings counted per engine; others take the full path."""
 _new_execution = tuple.__new__
@@ -93,7 +95,7 @@ def process(raw: RawExecution) -> Execution:
 
 class Counted:
     """Durations and call sites of one SQL string run outside any scope, not yet
-    folded. The listener appends without a lock; ``Pipeline.fold`` takes what is
+    folded. The listener appends without a lock; ``Pipeline._fold`` takes what is
     there under the lock and deletes exactly that much (an append in between
     lands after it and waits for the next fold)."""
 
@@ -177,30 +179,31 @@ class Pipeline:
                     self.fold_tracker(tracker)
 
     def fold_tracker(self, tracker: EngineTracker) -> None:
+        """One engine's counted statements, into the process-wide aggregates."""
         counted = tracker.counted
         if not counted:
             return
         with self.lock:
             for sql, entry in list(counted.items()):
-                self.fold(tracker, sql, entry)
-
-    def fold(self, tracker: EngineTracker, sql: str, entry: Counted) -> None:
-        with self.lock:
-            durations, sites = entry.durations, entry.sites
-            n_durations, n_sites = len(durations), len(sites)
-            if not n_durations:
-                return
-            taken, taken_sites = durations[:n_durations], sites[:n_sites]
-            del durations[:n_durations], sites[:n_sites]
-            scope = self.process_scope
-            if scope is None:
-                return
-            try:
-                info = tracker.cached_info(sql) or tracker.analyzer(sql)
-                scope.add_counted(info, taken, taken_sites)
-            except Exception as exc:
-                report_internal_error("counted statements", exc)
+                self._fold(tracker, sql, entry)
         RSS_SAMPLER.maybe_sample()
+
+    def _fold(self, tracker: EngineTracker, sql: str, entry: Counted) -> None:
+        """The lock is held."""
+        durations, sites = entry.durations, entry.sites
+        n_durations, n_sites = len(durations), len(sites)
+        if not n_durations:
+            return
+        taken, taken_sites = durations[:n_durations], sites[:n_sites]
+        del durations[:n_durations], sites[:n_sites]
+        scope = self.process_scope
+        if scope is None:
+            return
+        try:
+            info = tracker.cached_info(sql) or tracker.analyzer(sql)
+            scope.add_counted(info, taken, taken_sites)
+        except Exception as exc:
+            report_internal_error("counted statements", exc)
 
     def clear(self) -> None:
         with self.lock:

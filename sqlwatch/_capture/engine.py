@@ -109,6 +109,9 @@ class EngineTracker:
         string (``sqlwatch._pipeline``); ``None`` while the process-wide scope
         still keeps records. Set by the pipeline."""
         self._seen_once: set[str] = set()
+        self._to_fold = COUNT_FOLD
+        """Counted statements until the next fold (not exact across threads: a
+        lost decrement folds a little later)."""
         # One finder per place that walks, each learning its own exits (call_sites.py).
         self._sites = CallSiteFinder()
         self._record_sites = CallSiteFinder()
@@ -209,8 +212,10 @@ class EngineTracker:
                         entry.durations.append(duration)
                         if site is not None:
                             entry.sites.append(site)
-                        if len(entry.durations) >= COUNT_FOLD:
-                            self._pipeline.fold(self, statement, entry)
+                        self._to_fold -= 1
+                        if self._to_fold <= 0:
+                            self._to_fold = COUNT_FOLD
+                            self._pipeline.fold_tracker(self)
                         for exporter in self.exporters:
                             if exporter.statement_enabled():
                                 self._export_counted(

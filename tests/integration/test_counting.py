@@ -8,8 +8,11 @@ sites; slow and failed statements still recorded; scoped statements untouched.
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import threading
+import tracemalloc
 
 import pytest
 from sqlalchemy import Engine, text
@@ -21,6 +24,7 @@ from tests.integration.helpers import install_sleep, sleep_sql
 from tests.models import Base
 
 KEPT = 5
+SQLWATCH_FILES = os.path.join(os.path.dirname(sqlwatch.__file__), "*")
 
 
 @pytest.fixture
@@ -158,3 +162,34 @@ def test_process_wide_duplicates_come_from_scopes_only(db: Engine) -> None:
     duplicates = sqlwatch.report().duplicates
 
     assert [(d.sql, d.count) for d in duplicates] == [("SELECT 2", 2)]
+
+
+def test_what_waits_to_be_folded_stays_small(db: Engine) -> None:
+    """Many SQL strings counted, the report never read: what waits for the fold is
+    bounded per engine, not per string (a list per string could hold a lot). The
+    strings differ in a literal only: one fingerprint, so the aggregates stay put."""
+    sqlwatch.instrument(db, max_statements=KEPT, exporters=())
+    strings = [f"SELECT {n} AS value" for n in range(900)]
+    with db.connect() as connection:
+        for sql in strings * 3:  # twice to be counted from the third run on
+            connection.exec_driver_sql(sql)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            for sql in strings * 40:
+                connection.exec_driver_sql(sql)
+            gc.collect()
+            snapshot = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+
+    ours = sum(
+        stat.size
+        for stat in snapshot.filter_traces([tracemalloc.Filter(True, SQLWATCH_FILES)]).statistics(
+            "filename"
+        )
+    )
+    # 36,000 counted statements: a duration and a call site kept for each until a
+    # read would be over 3 MB; the fold every 4,096 keeps it to a few hundred KB
+    assert ours < 1_000_000, f"sqlwatch holds {ours:,} bytes of counted statements"
+    assert sqlwatch.report().query_count == 900 * 43
