@@ -194,6 +194,7 @@ class EngineTracker:
         duration = perf_counter_ns() - start
         # ``_record`` inlined for the most common call: one less Python call per statement.
         try:
+            for_exporters_only = False
             load_options = context.execution_options.get(LOAD_OPTIONS)
             orm = None if load_options is None else describe_load(load_options, context)
             if orm is None:
@@ -218,18 +219,10 @@ class EngineTracker:
                             self._pipeline.fold_tracker(self)
                         for exporter in self.exporters:
                             if exporter.statement_enabled():
-                                self._export_counted(
-                                    cursor,
-                                    statement,
-                                    parameters,
-                                    context,
-                                    start,
-                                    duration,
-                                    site,
-                                    chain,
-                                )
-                                break
-                        return True
+                                break  # a record for the exporters only, below
+                        else:
+                            return True
+                        for_exporters_only = True
             else:
                 orm, site = self._orm_site(orm, chain, self._load_sites, _FIRST_CALLER_FRAME + 1)
             raw = new_raw(
@@ -248,6 +241,9 @@ class EngineTracker:
                     chain,
                 ),
             )
+            if for_exporters_only:
+                self._export_statement(raw, self.exporters)  # counted already, not kept
+                return True
             pending = self._pending
             pending.append(raw)
             if (
@@ -402,38 +398,6 @@ class EngineTracker:
         elif len(counted) < MAX_COUNTED:
             counted[statement] = Counted()
             seen_once.discard(statement)
-
-    def _export_counted(
-        self,
-        cursor: DBAPICursor,
-        statement: str,
-        parameters: Any,
-        context: ExecutionContext,
-        start: int,
-        duration: int,
-        site: CallSite | None,
-        chain: ScopeChain,
-    ) -> None:
-        """The per-statement exporters of a counted statement, once one of them said
-        it is listening (a logger at DEBUG, a recording tracer): only then is its
-        record built."""
-        raw = new_raw(
-            RawExecution,
-            (
-                self,
-                statement,
-                parameters,
-                start,
-                duration,
-                cursor.rowcount or self._zero_rowcount(cursor),
-                len(context.parameters) if context.execute_style is _INSERTMANYVALUES else 0,
-                site,
-                None,
-                None,
-                chain,
-            ),
-        )
-        self._export_statement(raw, self.exporters)
 
     def _urgent(self, orm: OrmLoad, chain: ScopeChain) -> bool:
         """Whether an ORM loader statement must be processed now, not in a batch.
