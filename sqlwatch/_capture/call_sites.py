@@ -193,19 +193,19 @@ class CallSiteFinder:
         getframe = sys._getframe
         for exit_depth, codes in self._exits.items():
             try:
-                frame: FrameType | None = getframe(exit_depth + 1)
+                exit_frame = getframe(exit_depth + 1)
             except ValueError:
                 continue
-            assert frame is not None
-            seen = codes.get(frame.f_code)
+            seen = codes.get(exit_frame.f_code)
             if seen is not None:
-                caller = frame.f_back
+                caller = exit_frame.f_back
                 if caller is not None:
                     code = caller.f_code
                     if _is_internal_file.get(code.co_filename) is False:
                         self._last = (exit_depth, codes)
                         return (code.co_filename, caller.f_lineno, code.co_name), seen
         index = depth + 1
+        frame: FrameType | None
         try:
             frame = getframe(index)
         except ValueError:
