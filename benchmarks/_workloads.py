@@ -1,5 +1,8 @@
 """The workloads the benchmarks share, so that their ratios describe the same work.
 
+The cached Core select: ``select(items).where(items.c.id == bindparam("id"))`` by
+primary key over 1,000 rows, one connection per batch (as a request holds one).
+
 The mixed ORM workload: per unit of work, ``session.get``, a select with a
 join, a select of 5 users and a lazy load of each one's addresses, an insert,
 an update, a delete and a commit (11 statements), in a new ``Session``; the data
@@ -10,17 +13,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import ForeignKey, String, create_engine, select
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    select,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.pool import StaticPool
 
 __all__ = [
+    "CORE_SELECT",
     "LAZY_LOADS",
+    "N_ITEMS",
     "N_USERS",
     "Address",
     "Base",
     "User",
+    "core_engine",
+    "core_runner",
     "memory_engine",
     "orm_engine",
     "orm_runner",
@@ -105,6 +122,45 @@ def orm_runner(engine: Engine) -> Callable[[int], None]:
         start = counter[0]
         for i in range(start, start + n):
             orm_unit(engine, i)
+        counter[0] = start + n
+
+    return run
+
+
+# -- Core ---------------------------------------------------------------------------
+
+N_ITEMS = 1000
+core_metadata = MetaData()
+items = Table(
+    "items",
+    core_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(50)),
+    Column("value", Integer),
+)
+CORE_SELECT = select(items).where(items.c.id == bindparam("id"))
+
+
+def core_engine() -> Engine:
+    engine = memory_engine()
+    core_metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            items.insert(),
+            [{"id": k, "name": f"item{k}", "value": k * 7} for k in range(1, N_ITEMS + 1)],
+        )
+    return engine
+
+
+def core_runner(engine: Engine) -> Callable[[int], None]:
+    counter = [0]
+
+    def run(n: int) -> None:
+        start = counter[0]
+        with engine.connect() as conn:  # one connection per batch, as a request holds one
+            execute = conn.execute
+            for i in range(start, start + n):
+                execute(CORE_SELECT, {"id": i % N_ITEMS + 1}).one()
         counter[0] = start + n
 
     return run

@@ -60,65 +60,17 @@ from _harness import (
     print_header,
     print_ratios,
 )
-from _workloads import orm_engine, orm_runner, orm_unit
+from _workloads import core_engine, core_runner, orm_engine, orm_runner, orm_unit
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from sqlalchemy import (
-    Column,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    bindparam,
     event,
-    select,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import StaticPool
 
 import sqlwatch
 from sqlwatch.exporters.log import LoggingExporter
 from sqlwatch.exporters.otel import OTelExporter
-
-core_metadata = MetaData()
-items = Table(
-    "items",
-    core_metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(50)),
-)
-CORE_SELECT = select(items).where(items.c.id == bindparam("id"))
-
-
-def make_core_engine() -> Engine:
-    from sqlalchemy import create_engine
-
-    engine = create_engine(
-        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-    )
-    core_metadata.create_all(engine)
-    with engine.begin() as connection:
-        connection.execute(items.insert(), [{"id": k, "name": f"item{k}"} for k in range(1000)])
-    return engine
-
-
-_connections: list[Any] = []
-"""Held by the Core runners for the whole run (as a request would hold one), closed at the end."""
-
-
-def core_runner(engine: Engine) -> Callable[[int], None]:
-    connection = engine.connect()
-    _connections.append(connection)
-    counter = [0]
-
-    def run(n: int) -> None:
-        start = counter[0]
-        execute = connection.execute
-        for i in range(start, start + n):
-            execute(CORE_SELECT, {"id": i % 1000}).one()
-        counter[0] = start + n
-
-    return run
 
 
 def statements_per_unit() -> int:
@@ -240,14 +192,12 @@ def main(argv: list[str] | None = None) -> None:
     sqlwatch.reset()
 
     print("-- cached Core select by primary key, SQLite in memory, 1 statement per op")
-    variants, more = set_up(make_core_engine, core_runner, compare)
+    variants, more = set_up(core_engine, core_runner, compare)
     providers += more
     core = interleave(variants, ops=core_ops, rounds=rounds)
     print_ratios(core, "bare", [(v.name, None) for v in variants[1:]], unit="stmt")
     report_exporters(core, 1, targets=True)
     report_comparison(core, 1, compare)
-    for connection in _connections:
-        connection.close()
     sqlwatch.reset()
     for provider in providers:
         provider.shutdown()

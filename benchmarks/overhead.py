@@ -43,16 +43,16 @@ from _harness import (
     print_header,
     print_ratios,
 )
-from _workloads import memory_engine, orm_engine, orm_runner, orm_unit
+from _workloads import (
+    N_ITEMS,
+    core_engine,
+    core_runner,
+    orm_engine,
+    orm_runner,
+    orm_unit,
+)
 from sqlalchemy import (
-    Column,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    bindparam,
     event,
-    select,
     text,
 )
 from sqlalchemy.engine import Engine
@@ -221,42 +221,6 @@ def instrumented_variant(
 
 
 # -- Core ---------------------------------------------------------------------------
-
-N_ITEMS = 1000
-core_metadata = MetaData()
-items = Table(
-    "items",
-    core_metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(50)),
-    Column("value", Integer),
-)
-CORE_SELECT = select(items).where(items.c.id == bindparam("id"))
-
-
-def core_engine() -> Engine:
-    engine = memory_engine()
-    core_metadata.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(
-            items.insert(),
-            [{"id": k, "name": f"item{k}", "value": k * 7} for k in range(1, N_ITEMS + 1)],
-        )
-    return engine
-
-
-def core_runner(engine: Engine) -> Callable[[int], None]:
-    counter = [0]
-
-    def run(n: int) -> None:
-        start = counter[0]
-        with engine.connect() as conn:  # one connection per batch, as a request holds one
-            execute = conn.execute
-            for i in range(start, start + n):
-                execute(CORE_SELECT, {"id": i % N_ITEMS + 1}).one()
-        counter[0] = start + n
-
-    return run
 
 
 def literal_sql(k: int) -> str:
