@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import re
+import subprocess
 import sys
+import textwrap
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
+
+import sqlwatch
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 HEX = re.compile(r"^[0-9a-f]+$")
@@ -61,3 +69,40 @@ def install_sleep(engine: Engine) -> None:
         dbapi_connection.create_function("sleep_ms", 1, _sleep_ms)  # type: ignore[attr-defined]
 
     engine.dispose()  # connections made before this have no sleep_ms
+
+
+def json_log_stream() -> Iterator[io.StringIO]:
+    """The body of a fixture (``yield from json_log_stream()``): the ``sqlwatch``
+    logger at DEBUG into a ``JSONFormatter`` stream, put back as it was after."""
+    logger = logging.getLogger("sqlwatch")
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(sqlwatch.JSONFormatter())
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield buffer
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def run_in_fresh_interpreter(
+    tmp_path: Path, prelude: str, body: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``prelude`` then ``body`` (each dedented) as a script in ``tmp_path``, with
+    warnings as errors; it must exit 0. For what one process can do only once
+    (the global OpenTelemetry providers, ``atexit``)."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(prelude) + textwrap.dedent(body))
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    return done

@@ -4,7 +4,6 @@ app, through an in-process HTTP client (``httpx.ASGITransport``) on SQLite."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -20,42 +19,25 @@ from starlette.routing import Mount, Route
 import sqlwatch
 from sqlwatch.integrations.asgi import SQLWatchMiddleware
 from tests.integration.helpers import call_site_below
-from tests.models import Base, User, seed
-
-SERVER_TIMING = re.compile(r'^db;dur=\d+\.\d{3};desc="(\d+) queries"$')
+from tests.integration.middleware_helpers import (
+    ERROR,
+    SERVER_TIMING,
+    endpoints,
+    queries_in,
+    run,
+    seeded_and_instrumented,
+)
+from tests.models import User
 
 
 @pytest.fixture
 def db(sqlite_engine: Engine) -> Engine:
-    Base.metadata.create_all(sqlite_engine)
-    with Session(sqlite_engine) as session:
-        seed(session)
-    sqlwatch.instrument(sqlite_engine, exporters=())
-    return sqlite_engine
-
-
-def run(engine: Engine, n: int) -> None:
-    with engine.connect() as connection:
-        for _ in range(n):
-            connection.execute(text("SELECT count(*) FROM users")).scalar()
+    return seeded_and_instrumented(sqlite_engine)
 
 
 def client(app: Any, *, raise_app_exceptions: bool = True) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
     return httpx.AsyncClient(transport=transport, base_url="http://test")
-
-
-def endpoints() -> dict[str, sqlwatch.ScopeSummary]:
-    return {scope.name: scope for scope in sqlwatch.report().scopes}
-
-
-def queries_in(response: httpx.Response) -> int:
-    match = SERVER_TIMING.match(response.headers["server-timing"])
-    assert match is not None, response.headers["server-timing"]
-    return int(match.group(1))
-
-
-ERROR = LookupError("raised by the application")
 
 
 def starlette_app(engine: Engine) -> Starlette:
@@ -104,14 +86,14 @@ async def test_starlette_requests_are_named_by_route_template(db: Engine) -> Non
         for user_id in (1, 2, 3):
             response = await http.get(f"/users/{user_id}")
             assert response.status_code == 200
-            assert queries_in(response) == 2
+            assert queries_in(response.headers) == 2
         response = await http.get("/orgs/acme/items/7")
-        assert queries_in(response) == 3
+        assert queries_in(response.headers) == 3
         response = await http.post("/users/1")  # routed, method not allowed
         assert response.status_code == 405
         response = await http.get("/no/such/page")
         assert response.status_code == 404
-        assert queries_in(response) == 0
+        assert queries_in(response.headers) == 0
 
     seen = endpoints()
     assert set(seen) == {
@@ -172,7 +154,7 @@ async def test_a_streamed_body_counts_in_its_request(db: Engine) -> None:
     async with client(SQLWatchMiddleware(starlette_app(db))) as http:
         response = await http.get("/stream")
         assert response.text == "chunk chunk chunk "
-    assert queries_in(response) == 0  # the header leaves before the body's statements
+    assert queries_in(response.headers) == 0  # the header leaves before the body's statements
     stream = endpoints()["GET /stream"]
     assert (stream.runs, stream.query_count) == (1, 3)
 
@@ -194,7 +176,7 @@ async def test_concurrent_requests_do_not_see_each_other(db: Engine) -> None:
         responses = await asyncio.gather(
             *(http.get(f"/slow/{name}?n={n}") for name, n in [("a", 2), ("b", 5), ("c", 3)] * 3)
         )
-    assert sorted(queries_in(r) for r in responses) == [2, 2, 2, 3, 3, 3, 5, 5, 5]
+    assert sorted(queries_in(r.headers) for r in responses) == [2, 2, 2, 3, 3, 3, 5, 5, 5]
     slow = endpoints()["GET /slow/{name}"]
     assert (slow.runs, slow.query_count, slow.queries_per_run["max"]) == (9, 30, 5.0)
 
@@ -246,8 +228,8 @@ async def test_fastapi_route_templates(db: Engine) -> None:
     async with client(SQLWatchMiddleware(app)) as http:
         assert (await http.get("/users/7")).json() == {"id": 7}
         assert (await http.get("/users/8")).status_code == 200
-        assert queries_in(await http.get("/items/abc")) == 1
-        assert queries_in(await http.post("/items/")) == 3
+        assert queries_in((await http.get("/items/abc")).headers) == 1
+        assert queries_in((await http.post("/items/")).headers) == 3
     assert {name: (s.runs, s.query_count) for name, s in endpoints().items()} == {
         "GET /users/{user_id}": (2, 4),
         "GET /items/{item_id}": (1, 1),
@@ -275,7 +257,7 @@ async def test_an_n_plus_one_endpoint_is_named_with_relationship_and_call_site(d
     async with client(app) as http:
         response = await http.get("/users")
         assert len(response.json()) == 3
-        assert queries_in(response) == 4
+        assert queries_in(response.headers) == 4
 
     scope = endpoints()["GET /users"]
     (finding,) = scope.n_plus_one
@@ -324,7 +306,7 @@ async def test_watch_options_and_engines_apply_to_each_request(db: Engine, tmp_p
 
     async with client(SQLWatchMiddleware(app, engines=[other], slow_query_ms=0)) as http:
         response = await http.get("/x")
-    assert queries_in(response) == 1
+    assert queries_in(response.headers) == 1
     assert endpoints()["GET /x"].query_count == 1
     other.dispose()
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from sqlalchemy.orm import Session
 
 import sqlwatch
 from sqlwatch.exporters.json_report import JSONExporter
+from tests.integration.helpers import run_in_fresh_interpreter
 from tests.models import Base, User, seed
 
 
@@ -93,27 +92,13 @@ def test_process_wide_report_on_demand(db: Engine, tmp_path: Path) -> None:
 
 
 def _run(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "app.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import sqlwatch
-            from sqlalchemy import create_engine, text
+    prelude = f"""
+        import sqlwatch
+        from sqlalchemy import create_engine, text
 
-            engine = create_engine("sqlite:///{tmp_path / "app.db"}")
-            """
-        )
-        + textwrap.dedent(body)
-    )
-    done = subprocess.run(
-        [sys.executable, "-W", "error", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
+        engine = create_engine("sqlite:///{tmp_path / "app.db"}")
+        """
+    done = run_in_fresh_interpreter(tmp_path, prelude, body)
     assert "Traceback" not in done.stderr, done.stderr
     return done
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 import sqlwatch
 from sqlwatch.exporters.log import LoggingExporter
-from tests.integration.helpers import call_site_below, install_sleep, sleep_sql
+from tests.integration.helpers import call_site_below, install_sleep, json_log_stream, sleep_sql
 from tests.models import Base, User, seed
 
 
@@ -33,16 +33,7 @@ def db(engine: Engine) -> Engine:
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
     """The ``sqlwatch`` logger at DEBUG into a ``JSONFormatter`` stream."""
-    logger = logging.getLogger("sqlwatch")
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(sqlwatch.JSONFormatter())
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield buffer
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    yield from json_log_stream()
 
 
 def sqlwatch_records(caplog: pytest.LogCaptureFixture, kind: str) -> list[logging.LogRecord]:

@@ -7,38 +7,23 @@ in a subprocess that prints what it saw as JSON.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
+from tests.integration.helpers import run_in_fresh_interpreter
+
 
 def run_script(body: str, tmp_path: Path) -> dict[str, Any]:
-    script = tmp_path / "scenario.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import json
-            import sqlwatch
-            from sqlwatch._guard import raise_internal_errors
-            from sqlalchemy import create_engine, text
+    prelude = f"""
+        import json
+        import sqlwatch
+        from sqlwatch._guard import raise_internal_errors
+        from sqlalchemy import create_engine, text
 
-            raise_internal_errors(True)
-            engine = create_engine("sqlite:///{tmp_path / "global.db"}")
-            """
-        )
-        + textwrap.dedent(body)
-    )
-    done = subprocess.run(
-        [sys.executable, "-W", "error", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
+        raise_internal_errors(True)
+        engine = create_engine("sqlite:///{tmp_path / "global.db"}")
+        """
+    done = run_in_fresh_interpreter(tmp_path, prelude, body)
     last = done.stdout.strip().splitlines()[-1]
     result: dict[str, Any] = json.loads(last)
     return result

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 
 import sqlwatch
 from sqlwatch.exporters.json_report import JSONExporter
+from tests.integration.helpers import json_log_stream
 from tests.integration.otel_helpers import OTel, otel_sdk
 from tests.models import Base, User, seed
 
@@ -36,16 +36,7 @@ BOUND_SECRET = "s3cr3t-b0und-value"
 
 @pytest.fixture
 def log_lines() -> Iterator[io.StringIO]:
-    logger = logging.getLogger("sqlwatch")
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(sqlwatch.JSONFormatter())
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield buffer
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    yield from json_log_stream()
 
 
 def test_secrets_stay_in_the_process(

@@ -3,48 +3,31 @@ through Werkzeug's test clients and a server-like driver, on SQLite."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
 from flask import Flask, Response
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from werkzeug.test import Client, EnvironBuilder
 
 import sqlwatch
 from sqlwatch.integrations.wsgi import SQLWatchMiddleware
 from tests.integration.helpers import call_site_below
-from tests.models import Base, User, seed
-
-SERVER_TIMING = re.compile(r'^db;dur=\d+\.\d{3};desc="(\d+) queries"$')
-ERROR = LookupError("raised by the application")
+from tests.integration.middleware_helpers import (
+    ERROR,
+    endpoints,
+    queries_in,
+    run,
+    seeded_and_instrumented,
+)
+from tests.models import User
 
 
 @pytest.fixture
 def db(sqlite_engine: Engine) -> Engine:
-    Base.metadata.create_all(sqlite_engine)
-    with Session(sqlite_engine) as session:
-        seed(session)
-    sqlwatch.instrument(sqlite_engine, exporters=())
-    return sqlite_engine
-
-
-def run(engine: Engine, n: int) -> None:
-    with engine.connect() as connection:
-        for _ in range(n):
-            connection.execute(text("SELECT count(*) FROM users")).scalar()
-
-
-def endpoints() -> dict[str, sqlwatch.ScopeSummary]:
-    return {scope.name: scope for scope in sqlwatch.report().scopes}
-
-
-def queries_in(headers: Any) -> int:
-    match = SERVER_TIMING.match(headers["Server-Timing"])
-    assert match is not None, headers["Server-Timing"]
-    return int(match.group(1))
+    return seeded_and_instrumented(sqlite_engine)
 
 
 def flask_app(engine: Engine, **options: Any) -> Flask:
