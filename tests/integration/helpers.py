@@ -15,8 +15,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session, sessionmaker
 
 import sqlwatch
+from tests.models import Base, seed
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 HEX = re.compile(r"^[0-9a-f]+$")
@@ -106,3 +108,14 @@ def run_in_fresh_interpreter(
     )
     assert done.returncode == 0, done.stderr
     return done
+
+
+def seeded_sessions(engine: Engine) -> sessionmaker[Session]:
+    """Seeded tables (3 users, 2 addresses each...) on an instrumented engine, and
+    sessions bound to it: the body of the ORM tests' ``db`` fixtures."""
+    Base.metadata.create_all(engine)
+    make = sessionmaker(engine)
+    with make() as session:
+        seed(session)
+    sqlwatch.instrument(engine, exporters=())
+    return make

@@ -15,18 +15,13 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 import sqlwatch
 from sqlwatch import NPlusOneDetected, QueryCountExceeded
-from tests.integration.helpers import call_site_below
-from tests.models import Base, User, seed
+from tests.integration.helpers import call_site_below, seeded_sessions
+from tests.models import User
 
 
 @pytest.fixture
 def db(engine: Engine) -> sessionmaker[Session]:
-    Base.metadata.create_all(engine)
-    make = sessionmaker(engine)
-    with make() as session:
-        seed(session)
-    sqlwatch.instrument(engine, exporters=())
-    return make
+    return seeded_sessions(engine)
 
 
 # -- assert_no_n_plus_one -------------------------------------------------------------

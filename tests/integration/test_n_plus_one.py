@@ -22,7 +22,7 @@ from sqlalchemy.orm import (
 import sqlwatch
 from sqlwatch import NPlusOne
 from sqlwatch.exporters.base import Exporter
-from tests.integration.helpers import call_site_below
+from tests.integration.helpers import call_site_below, seeded_sessions
 from tests.models import (
     Address,
     Base,
@@ -33,19 +33,12 @@ from tests.models import (
     Link,
     Post,
     User,
-    seed,
 )
 
 
 @pytest.fixture
 def db(engine: Engine) -> sessionmaker[Session]:
-    """Seeded tables (3 users, 2 addresses each...) on an instrumented engine."""
-    Base.metadata.create_all(engine)
-    make = sessionmaker(engine)
-    with make() as session:
-        seed(session)
-    sqlwatch.instrument(engine, exporters=())
-    return make
+    return seeded_sessions(engine)
 
 
 def only(findings: list[NPlusOne], relationship: str | None = None) -> NPlusOne:

@@ -10,18 +10,13 @@ from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker, subq
 from sqlalchemy.orm.attributes import InstrumentedAttribute
 
 import sqlwatch
-from tests.integration.helpers import call_site_below
+from tests.integration.helpers import call_site_below, seeded_sessions
 from tests.models import Address, Base, Employee, Engineer, Post, User, seed
 
 
 @pytest.fixture
 def db(engine: Engine) -> sessionmaker[Session]:
-    Base.metadata.create_all(engine)
-    make = sessionmaker(engine)
-    with make() as session:
-        seed(session)
-    sqlwatch.instrument(engine, exporters=())
-    return make
+    return seeded_sessions(engine)
 
 
 LOADERS = [
