@@ -399,7 +399,10 @@ def _levels(orm: bool) -> list[tuple[str, Callable[[Engine], object]]]:
 
     levels: list[tuple[str, Callable[[Engine], object]]] = []
     if orm:
-        levels.append(("Session listeners (session accounting)", nothing))
+        levels += [
+            ("Session listeners (session accounting)", nothing),
+            ("+ timing listener (execute + 2 clocks)", timing_listener),
+        ]
     else:
         levels += [
             ("empty do_execute listener", empty_listener),

@@ -16,7 +16,10 @@ engine over its own copy of the database:
 - ``tracked, in a watch``: the defaults, inside an open ``watch()`` (each
   checkout is counted in the scope too);
 - for information, a ``raw_connection()`` / ``close()`` cycle, bare and tracked
-  (call sites take the generic stack walk there).
+  (call sites take the generic stack walk there);
+- for reference, not sqlwatch: ``pool.connect`` and ``pool._return_conn`` wrapped
+  by two functions that read the clock and do nothing else, the floor under any
+  tracker that times waits and holds on these two methods.
 
 The target (issue 4) is at most 1.10x for ``tracked``. See
 ``benchmarks/_harness.py`` for the method (interleaved rounds, min and median).
@@ -29,6 +32,8 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from time import perf_counter_ns
+from typing import Any
 
 from _harness import OpenWatch, Variant, interleave, print_header, print_ratios
 from sqlalchemy import Engine, create_engine, text
@@ -36,6 +41,8 @@ from sqlalchemy import Engine, create_engine, text
 import sqlwatch
 from sqlwatch._capture.pool import attach_pool_tracker
 from sqlwatch.instrumentation import ENGINE_EXTENSIONS
+
+FLOOR = "reference: two timing wrappers"
 
 
 def make_engine(folder: Path, name: str) -> Engine:
@@ -63,6 +70,26 @@ def raw_cycle(engine: Engine) -> Callable[[int], None]:
     return run
 
 
+def timing_wrappers(engine: Engine) -> None:
+    """The least a tracker on these two methods can add: the same two wrappers,
+    each with its clock read, and nothing else (the floor the target sits on)."""
+    pool: Any = engine.pool
+    connect, return_conn = pool.connect, pool._return_conn
+    sink: list[int] = [0]
+
+    def timed_connect() -> Any:
+        start = perf_counter_ns()
+        fairy = connect()
+        sink[0] = perf_counter_ns() - start
+        return fairy
+
+    def timed_return(record: Any) -> None:
+        sink[0] = perf_counter_ns()
+        return_conn(record)
+
+    pool.connect, pool._return_conn = timed_connect, timed_return
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few rounds, small batches")
@@ -78,6 +105,8 @@ def main() -> int:
         bare = make_engine(folder, "bare")
         tracked = make_engine(folder, "tracked")
         no_sites = make_engine(folder, "no_sites")
+        floor = make_engine(folder, "floor")
+        timing_wrappers(floor)
         in_watch = make_engine(folder, "in_watch")
         capture_only = make_engine(folder, "capture_only")
         ENGINE_EXTENSIONS.remove(attach_pool_tracker)
@@ -100,6 +129,7 @@ def main() -> int:
                 before=watch.open,
                 after=watch.close,
             ),
+            Variant(FLOOR, connect_cycle(floor)),
             Variant("raw bare", raw_cycle(bare)),
             Variant("raw tracked", raw_cycle(tracked)),
         ]
@@ -119,6 +149,7 @@ def main() -> int:
                 ("statement capture only", None),
                 ("tracked", None),
                 ("tracked, no call sites", None),
+                (FLOOR, None),
             ],
             unit="cycle",
         )
@@ -128,7 +159,7 @@ def main() -> int:
             f"   (tracked engine: {stats.checkouts} checkouts, {stats.checkins} checkins, "
             f"peak {stats.peak_checked_out}, wait p95 {stats.wait_ms['p95']} ms)"
         )
-        for engine in (bare, capture_only, tracked, no_sites, in_watch):
+        for engine in (bare, capture_only, tracked, no_sites, in_watch, floor):
             engine.dispose()
     return 0
 

@@ -408,10 +408,13 @@ class EngineTracker:
         """
         if orm.kind == "eager_load":
             return True
-        return any(
-            getattr(exporter, "timely_findings", False)
-            for exporter in (*self.exporters, *chain.statement_exporters)
-        )
+        for exporter in self.exporters:
+            if getattr(exporter, "timely_findings", False):
+                return True
+        for exporter in chain.statement_exporters:
+            if getattr(exporter, "timely_findings", False):
+                return True
+        return False
 
     def _export(self, raw: RawExecution, chain: ScopeChain) -> None:
         exporters = self.exporters

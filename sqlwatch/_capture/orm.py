@@ -35,20 +35,24 @@ BOOKKEEPING_CODES = frozenset({Session.flush.__code__, Session.delete.__code__})
 (foreign keys to null out, orphans) and ``delete()`` cascading to a collection. A
 load under them is the unit of work's business, not an N+1 of the application."""
 
-_relationships: dict[Any, tuple[str, bool]] = {}
-"""Loader path -> ("User.addresses", uselist). SQLAlchemy interns its path
-objects, so a relationship is described once, not on every lazy load."""
+_relationships: dict[int, tuple[Any, str, bool]] = {}
+"""id(loader path) -> (the path, "User.addresses", uselist). SQLAlchemy interns
+its path objects, so a relationship is described once, not on every lazy load.
+Keyed by ``id``: a path's own ``__hash__`` is a Python call; the path kept in the
+value tells a reused ``id`` apart."""
 _MAX_RELATIONSHIPS = 4_096
+_new_load = tuple.__new__
+"""Builds an ``OrmLoad`` without ``NamedTuple``'s Python-level ``__new__``."""
 
 
-def _describe_relationship(path: Any) -> tuple[str, bool]:
-    described = _relationships.get(path)
-    if described is None:
+def _describe_relationship(path: Any) -> tuple[Any, str, bool]:
+    described = _relationships.get(id(path))
+    if described is None or described[0] is not path:
         prop: Any = path.path[-1]
-        described = (f"{prop.parent.class_.__name__}.{prop.key}", bool(prop.uselist))
+        described = (path, f"{prop.parent.class_.__name__}.{prop.key}", bool(prop.uselist))
         if len(_relationships) >= _MAX_RELATIONSHIPS:
             _relationships.clear()
-        _relationships[path] = described
+        _relationships[id(path)] = described
     return described
 
 
@@ -64,15 +68,18 @@ def describe_load(load_options: Any, context: Any) -> OrmLoad | None:
         path = _loader_path(context)
         if path is None or path.is_root:
             return None
-        attribute, uselist = _describe_relationship(path)
-        identity = parent.key if parent.key is not None else id(parent)
-        return OrmLoad(
-            "lazy_load",
-            attribute,
-            identity,
-            uselist,
-            parent.session_id or 0,
-            _flushing(parent),
+        _, attribute, uselist = _describe_relationship(path)
+        identity = parent.key
+        return _new_load(
+            OrmLoad,
+            (
+                "lazy_load",
+                attribute,
+                id(parent) if identity is None else identity,
+                uselist,
+                parent.session_id or 0,
+                _flushing(parent),
+            ),
         )
     refreshed = load_options._refresh_state
     if refreshed is not None:
@@ -94,8 +101,8 @@ def describe_load(load_options: Any, context: Any) -> OrmLoad | None:
     path = _loader_path(context)
     if path is None or path.is_root:
         return None
-    attribute, uselist = _describe_relationship(path)
-    return OrmLoad("eager_load", attribute, None, uselist)
+    _, attribute, uselist = _describe_relationship(path)
+    return _new_load(OrmLoad, ("eager_load", attribute, None, uselist, 0, False))
 
 
 def _flushing(state: Any) -> bool:

@@ -33,11 +33,11 @@ checkout nor a return takes a lock: dict insertion and ``list.append`` are
 atomic, and the raw durations are folded into histograms under the lock later.
 
 Leaks are found without a background thread: ``long_held`` when the connection
-comes back, on any pool event at most every 50 ms (``MAINTENANCE_NS``), and when
+comes back, on a checkout at most every 50 ms (``MAINTENANCE_NS``), and when
 a report is taken; ``unreturned`` when a scope closes; ``garbage_collected``
 when the pool takes back a record whose proxy is dead. Exporters hear of a leak
-found inside a garbage-collector callback or while a report is built at the
-next pool event or scope close, never from inside the collector or a scope's lock.
+found inside a garbage-collector callback or while a report is built at
+a later checkout or scope close, never from inside the collector or a scope's lock.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from sqlwatch._capture.call_sites import (
     format_call_site,
     is_internal_file,
 )
-from sqlwatch._context import ScopeChain, current_chain
+from sqlwatch._context import EMPTY_CHAIN, ScopeChain, current_chain
 from sqlwatch._guard import report_internal_error
 from sqlwatch._histogram import LogHistogram
 from sqlwatch._rss import SAMPLER as RSS_SAMPLER
@@ -340,6 +340,8 @@ class PoolTracker:
         process = self.process
         append_wait = process.waits.append
         get_chain = current_chain.get
+        empty_chain = EMPTY_CHAIN
+        holds = process.holds
         new_ref = weakref.ref
         # SQLAlchemy 2.0 and 2.1 set ``record.fairy_ref`` to the proxy they return.
         has_fairy_ref = _HAS_FAIRY_REF
@@ -348,6 +350,7 @@ class PoolTracker:
         checkout_shared = self._checkout_shared
         checkout_scoped = self._checkout_scoped
         maintain = self._maintain
+        fold_process = self._fold_process
         sites = CallSiteFinder()
 
         def sqlwatch_connect() -> Any:
@@ -360,8 +363,9 @@ class PoolTracker:
             now = perf_counter_ns()
             try:
                 chain = get_chain()
+                in_scope = chain is not empty_chain
                 site: tuple[Any, ...] | None = None
-                if call_sites or chain.call_sites:
+                if call_sites or (in_scope and chain.call_sites):
                     # engine.connect() has a fixed stack: raw_connection (1),
                     # Connection.__init__ (2), Engine.connect (3), the caller (4).
                     # Seeing Engine.connect at depth 3 proves it, and only two
@@ -390,10 +394,12 @@ class PoolTracker:
                 append_wait(now - start)
                 if len(outstanding) + shared > process.peak:
                     self._raise_peak(len(outstanding) + shared)
-                if chain.scopes:
+                if in_scope and chain.scopes:
                     checkout_scoped(entry, chain, now - start)
                 if now >= self.next_tick:
                     maintain(now)
+                elif len(holds) >= FOLD_AT:
+                    fold_process()
             except _Nested:
                 pass
             except Exception as exc:
@@ -419,12 +425,7 @@ class PoolTracker:
                     else:  # the usual case: no scope, nothing shared, no lock
                         held = now - entry[START]
                         append_hold(held)
-                        if (
-                            entry[FAIRY]() is None
-                            or held >= threshold_ns
-                            or now >= self.next_tick
-                            or len(holds) >= FOLD_AT
-                        ):
+                        if entry[FAIRY]() is None or held >= threshold_ns:
                             returned(entry, now, counted=True)
             except Exception as exc:
                 report_internal_error("pool checkin", exc)
@@ -599,8 +600,14 @@ class PoolTracker:
                 break
             self._emit(scope, leak)
 
+    def _fold_process(self) -> None:
+        with self.lock:
+            self.process.fold()
+
     def _maintain(self, now: int) -> None:
         self.next_tick = now + MAINTENANCE_NS
+        if len(self.process.holds) >= FOLD_AT:
+            self._fold_process()
         if self.pending:
             self.drain()
         self.scan(now, defer=False)
