@@ -133,58 +133,62 @@ class CallSiteFinder:
 
     ``codes``: code objects to look out for below the application's frame (the
     ORM's bookkeeping methods); whether one was there is learned with the exit.
+
+    Code objects are compared by identity and looked up by ``id``, never hashed: a
+    code object does not cache its hash, and hashing one hashes its constants and
+    names (0.1 to 0.25 µs for a SQLAlchemy method). The learned exits hold their
+    code objects, so an ``id`` there cannot be reused.
     """
 
     MAX_EXITS = 64
     """Exits kept; past it, forgotten and learned again (a bound, never reached by
     the code paths of one application)."""
 
-    __slots__ = ("_codes", "_count", "_exits", "_last")
+    __slots__ = ("_code_ids", "_codes", "_count", "_exits", "_last")
 
     def __init__(self, codes: frozenset[CodeType] = frozenset()) -> None:
-        self._codes = codes
-        self._exits: dict[int, dict[CodeType, bool]] = {}
-        """Depth (seen from ``find``'s frame) -> exit code -> whether ``codes`` ran."""
+        self._codes = codes  # keeps alive the code objects whose ids are looked up
+        self._code_ids = frozenset(id(code) for code in codes)
+        self._exits: dict[int, dict[int, tuple[CodeType, bool]]] = {}
+        """Depth (seen from ``find``'s frame) -> id(exit code) -> (the exit code,
+        whether ``codes`` ran)."""
         self._count = 0
-        self._last: tuple[int, dict[CodeType, bool]] = (0, {})
-        """The exit that matched last: looked at first, as most calls come the same
-        way as the one before."""
+        self._last: tuple[int, CodeType | None, bool] = (0, None, False)
+        """The exit that matched last (depth, code, whether ``codes`` ran): looked at
+        first, as most calls come the same way as the one before."""
 
     def find(self, depth: int) -> CallSite | None:
         """The call site, ``depth`` frames up, as ``find_call_site(depth)`` would
         find it called from the same place."""
-        exit_depth, codes = self._last
-        if codes:
-            try:
-                frame = sys._getframe(exit_depth)
-            except ValueError:
-                pass
-            else:
-                if frame.f_code in codes:
-                    caller = frame.f_back
-                    if caller is not None:
-                        code = caller.f_code
-                        if _is_internal_file.get(code.co_filename) is False:
-                            return code.co_filename, caller.f_lineno, code.co_name
+        exit_depth, exit_code, _ = self._last
+        try:
+            frame = sys._getframe(exit_depth)
+        except ValueError:
+            pass
+        else:
+            if frame.f_code is exit_code:
+                caller = frame.f_back
+                if caller is not None:
+                    code = caller.f_code
+                    if _is_internal_file.get(code.co_filename) is False:
+                        return code.co_filename, caller.f_lineno, code.co_name
         return self._search(depth)[0]
 
     def find_noting(self, depth: int) -> tuple[CallSite | None, bool]:
         """``find``, and whether one of ``codes`` ran below the application's frame.
         (Use one finder with one of the two methods: their frames are its depths.)"""
-        exit_depth, codes = self._last
-        if codes:
-            try:
-                frame = sys._getframe(exit_depth)
-            except ValueError:
-                pass
-            else:
-                seen = codes.get(frame.f_code)
-                if seen is not None:
-                    caller = frame.f_back
-                    if caller is not None:
-                        code = caller.f_code
-                        if _is_internal_file.get(code.co_filename) is False:
-                            return (code.co_filename, caller.f_lineno, code.co_name), seen
+        exit_depth, exit_code, seen = self._last
+        try:
+            frame = sys._getframe(exit_depth)
+        except ValueError:
+            pass
+        else:
+            if frame.f_code is exit_code:
+                caller = frame.f_back
+                if caller is not None:
+                    code = caller.f_code
+                    if _is_internal_file.get(code.co_filename) is False:
+                        return (code.co_filename, caller.f_lineno, code.co_name), seen
         return self._search(depth)
 
     def _search(self, depth: int) -> tuple[CallSite | None, bool]:
@@ -196,27 +200,27 @@ class CallSiteFinder:
                 exit_frame = getframe(exit_depth + 1)
             except ValueError:
                 continue
-            seen = codes.get(exit_frame.f_code)
-            if seen is not None:
+            learned = codes.get(id(exit_frame.f_code))
+            if learned is not None:
                 caller = exit_frame.f_back
                 if caller is not None:
                     code = caller.f_code
                     if _is_internal_file.get(code.co_filename) is False:
-                        self._last = (exit_depth, codes)
-                        return (code.co_filename, caller.f_lineno, code.co_name), seen
+                        self._last = (exit_depth, *learned)
+                        return (code.co_filename, caller.f_lineno, code.co_name), learned[1]
         index = depth + 1
         frame: FrameType | None
         try:
             frame = getframe(index)
         except ValueError:
             frame = None
-        watched = self._codes
+        watched = self._code_ids
         cache = _is_internal_file
         seen = False
         below: CodeType | None = None
         while frame is not None:
             code = frame.f_code
-            if code in watched:
+            if watched and id(code) in watched:
                 seen = True
             filename = code.co_filename
             internal = cache.get(filename)
@@ -236,9 +240,9 @@ class CallSiteFinder:
         if self._count >= self.MAX_EXITS:
             self._exits, self._count = {}, 0
         exits = dict(self._exits)  # a new dict: other threads may be iterating
-        codes = exits[exit_depth] = {**exits.get(exit_depth, {}), code: seen}
+        exits[exit_depth] = {**exits.get(exit_depth, {}), id(code): (code, seen)}
         self._exits = exits
-        self._last = (exit_depth, codes)
+        self._last = (exit_depth, code, seen)
         self._count += 1
 
 
