@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.orm import Mapper
+
 __all__ = [
     "SESSION_LISTENER",
     "Results",
@@ -274,7 +277,9 @@ class OpenWatch:
 class SessionListenerSwitch:
     """sqlwatch's session accounting is a pair of class-level ``Session`` listeners:
     once any engine is instrumented, every session in the process pays for them,
-    the bare engine's included. The bare variants switch them off while
+    the bare engine's included. The same goes for the unused-eager-load detector's
+    ``Mapper`` load listener, once a ``watch()`` has used it: every object loaded
+    in the process is dispatched to it. The bare variants switch them off while
     they run, so they measure SQLAlchemy without sqlwatch at all."""
 
     def __init__(self) -> None:
@@ -292,14 +297,38 @@ class SessionListenerSwitch:
             and callable(getattr(value, "remove", None))
         ]
         self.available = bool(self._listeners)
+        self._removed_load_hook: Any = None
 
     def off(self) -> None:
         for listener in self._listeners:
             listener.remove()
+        self._load_hook_off()
 
-    def on(self) -> None:
+    def on(self, *, load_hook: bool = True) -> None:
+        """Everything back on; ``load_hook=False`` leaves the ``Mapper`` load
+        listener off, as in a process that never opened a detecting ``watch()``."""
         for listener in self._listeners:
             listener.install()
+        if load_hook and self._removed_load_hook is not None:
+            event.listen(Mapper, "load", self._removed_load_hook, raw=True)
+            self._removed_load_hook = None
+        elif not load_hook:
+            self._load_hook_off()
+
+    def _load_hook_off(self) -> None:
+        hook = _load_hook()
+        if hook is not None and event.contains(Mapper, "load", hook):
+            event.remove(Mapper, "load", hook)
+            self._removed_load_hook = hook
+
+
+def _load_hook() -> Any:
+    """The unused-eager-load detector's ``Mapper`` load listener, if it has one."""
+    try:
+        from sqlwatch.detectors import unused_eager_loads
+    except ImportError:
+        return None
+    return getattr(unused_eager_loads, "_on_load", None)
 
 
 SESSION_LISTENER = SessionListenerSwitch()

@@ -203,11 +203,18 @@ def bare_variant(name: str, run: Callable[[int], None], *, orm: bool) -> Variant
 
 
 def instrumented_variant(
-    name: str, run: Callable[[int], None], *, orm: bool, watch: OpenWatch | None = None
+    name: str,
+    run: Callable[[int], None],
+    *,
+    orm: bool,
+    watch: OpenWatch | None = None,
+    watches: bool = False,
 ) -> Variant:
+    """``watches``: the run opens watches itself (the detector's load hook is on)."""
+
     def before() -> None:
         if orm:
-            SESSION_LISTENER.on()
+            SESSION_LISTENER.on(load_hook=watch is not None or watches)
         if watch is not None:
             watch.open()
 
@@ -291,7 +298,10 @@ def scenario_orm(config: Config) -> None:
             "instrument(), in watch()", orm_runner(watched), orm=True, watch=open_watch
         ),
         instrumented_variant(
-            "instrument(), watch() per unit", watch_per_unit_runner(per_unit), orm=True
+            "instrument(), watch() per unit",
+            watch_per_unit_runner(per_unit),
+            orm=True,
+            watches=True,
         ),
     ]
     results = interleave(variants, ops=config.orm_units, rounds=config.rounds)
