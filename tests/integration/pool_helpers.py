@@ -49,8 +49,9 @@ def sqlwatch_listeners(pool: Pool) -> list[str]:
 
 
 def engine_listeners(engine: Engine) -> list[str]:
-    """sqlwatch's listeners among the engine's and its dialect's events."""
-    found = []
+    """sqlwatch's listeners among the engine's and its dialect's events, and its
+    listeners set on the dialect instance."""
+    found = [f"dialect.{name}" for name, fn in vars(engine.dialect).items() if is_ours(fn)]
     for dispatch in (engine.dispatch, engine.dialect.dispatch):
         for name in dispatch._event_names:
             for fn in getattr(dispatch, name):

@@ -8,7 +8,10 @@ fixture. Statements are read back through the user's entry points: a
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import (
@@ -35,6 +38,7 @@ import sqlwatch
 from sqlwatch._state import STATE
 from sqlwatch.instrumentation import tracker_for
 from tests.integration.helpers import HEX, ISO_UTC, call_site_below, is_sqlite, parse_iso
+from tests.integration.pool_helpers import engine_listeners
 from tests.models import Address, Base, Hobby, Tag, User, seed
 
 
@@ -434,17 +438,23 @@ def test_instrument_twice_returns_the_same_handle_and_counts_once(db: Engine) ->
     assert sqlwatch.report().query_count == 1
 
 
+DIALECT_HOOKS = {"do_execute", "do_executemany", "do_execute_no_params"}
+
+
 def test_uninstrument_removes_every_listener(db: Engine) -> None:
     handle = sqlwatch.instrument(db)
     tracker = tracker_for(db)
     assert tracker is not None
+    assert set(vars(db.dialect)) >= DIALECT_HOOKS  # on the engine's own dialect instance
     registrations = list(tracker._registrations)
-    assert registrations  # at least the three do_execute hooks
+    assert registrations  # the pool tracker's events
     for target, identifier, fn in registrations:
         assert event.contains(target, identifier, fn)
 
     handle.uninstrument()
 
+    assert not DIALECT_HOOKS & set(vars(db.dialect))  # the class's methods show through
+    assert engine_listeners(db) == []
     for target, identifier, fn in registrations:
         assert not event.contains(target, identifier, fn), identifier
     assert not event.contains(Session, "after_transaction_create", STATE.sessions._on_create)
@@ -455,6 +465,64 @@ def test_uninstrument_removes_every_listener(db: Engine) -> None:
         session.scalars(select(User)).all()
     assert w.query_count == 0
     assert sqlwatch.report().query_count == before
+
+
+def _passing_through(dialect: Any, calls: list[str]) -> Callable[..., None]:
+    """Another tool's wrapper on the dialect instance: notes each statement."""
+    inner = dialect.do_execute
+
+    def do_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        calls.append(statement)
+        inner(cursor, statement, parameters, context)
+
+    return do_execute
+
+
+def test_a_dialect_shadowed_already_is_listened_to_through_its_events(db: Engine) -> None:
+    dialect = db.dialect
+    calls: list[str] = []
+    theirs = _passing_through(dialect, calls)
+    dialect.do_execute = theirs  # type: ignore[method-assign]
+    try:
+        handle = sqlwatch.instrument(db)
+        assert vars(dialect)["do_execute"] is theirs
+        with sqlwatch.watch() as w, db.connect() as conn:
+            assert conn.execute(text("SELECT 42")).scalar() == 42
+        assert w.query_count == 1
+        assert calls == ["SELECT 42"]  # the other tool's wrapper still ran, once
+
+        handle.uninstrument()
+        assert vars(dialect)["do_execute"] is theirs
+        assert engine_listeners(db) == []
+        with sqlwatch.watch() as w, db.connect() as conn:
+            assert conn.execute(text("SELECT 43")).scalar() == 43
+        assert w.query_count == 0
+        assert calls == ["SELECT 42", "SELECT 43"]
+    finally:
+        del dialect.do_execute
+
+
+def test_a_wrapper_put_over_sqlwatchs_keeps_working_and_nothing_is_kept(
+    db: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    handle = sqlwatch.instrument(db)
+    dialect = db.dialect
+    calls: list[str] = []
+    theirs = _passing_through(dialect, calls)
+    dialect.do_execute = theirs  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.WARNING, logger="sqlwatch"):
+            handle.uninstrument()
+        assert "another wrapper was put over it" in caplog.text
+        assert vars(dialect)["do_execute"] is theirs
+        before = sqlwatch.report().query_count
+        with sqlwatch.watch() as w, db.connect() as conn:
+            assert conn.execute(text("SELECT 44")).scalar() == 44
+        assert calls == ["SELECT 44"]
+        assert w.query_count == 0
+        assert sqlwatch.report().query_count == before
+    finally:
+        del dialect.do_execute
 
 
 def test_uninstrument_then_instrument_again_counts_once(db: Engine) -> None:
