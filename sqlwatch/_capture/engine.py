@@ -166,8 +166,9 @@ class EngineTracker:
             "do_execute_no_params": self.on_do_execute_no_params,
         }
         dialect = engine.dialect
-        if any(name in vars(dialect) for name in hooks):
-            for name, fn in hooks.items():  # shadowed already: the public events
+        own = getattr(dialect, "__dict__", None)
+        if own is None or any(name in own for name in hooks):
+            for name, fn in hooks.items():  # shadowed already (or slotted): the events
                 self.listen(engine, name, fn)
         else:
             for name, fn in hooks.items():
