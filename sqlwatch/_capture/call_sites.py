@@ -134,6 +134,12 @@ class CallSiteFinder:
     ``codes``: code objects to look out for below the application's frame (the
     ORM's bookkeeping methods); whether one was there is learned with the exit.
 
+    ``key``: what the caller knows of the way in, before any walk (the statement's
+    SQL string). One code path takes turns with others (an ORM unit of work runs a
+    ``get``, a query, a flush, each leaving at its own depth), so the last exit
+    often misses; the exit that matched last time for the same key is tried next,
+    before every learned depth. A SQL statement comes the same way nearly always.
+
     Code objects are compared by identity and looked up by ``id``, never hashed: a
     code object does not cache its hash, and hashing one hashes its constants and
     names (0.1 to 0.25 µs for a SQLAlchemy method). The learned exits hold their
@@ -143,8 +149,10 @@ class CallSiteFinder:
     MAX_EXITS = 64
     """Exits kept; past it, forgotten and learned again (a bound, never reached by
     the code paths of one application)."""
+    MAX_KEYS = 1_024
+    """Keys whose exit is remembered; past it, forgotten and found again."""
 
-    __slots__ = ("_code_ids", "_codes", "_count", "_exits", "_last")
+    __slots__ = ("_by_key", "_code_ids", "_codes", "_count", "_exits", "_last")
 
     def __init__(self, codes: frozenset[CodeType] = frozenset()) -> None:
         self._codes = codes  # keeps alive the code objects whose ids are looked up
@@ -156,12 +164,16 @@ class CallSiteFinder:
         self._last: tuple[int, CodeType | None, bool] = (0, None, False)
         """The exit that matched last (depth, code, whether ``codes`` ran): looked at
         first, as most calls come the same way as the one before."""
+        self._by_key: dict[int, tuple[int, CodeType | None, bool]] = {}
+        """hash(key) -> the exit that matched for it last, looked at second. Kept by
+        hash, so that no SQL string is kept alive; two keys sharing a hash only
+        share a guess, which is checked like any other."""
 
     # ``find`` and ``find_noting`` spell out the same fast path: a shared helper
     # would be one more call on every statement, and one more frame under the
     # depths they learn.
 
-    def find(self, depth: int) -> CallSite | None:
+    def find(self, depth: int, key: object = None) -> CallSite | None:
         """The call site, ``depth`` frames up, as ``find_call_site(depth)`` would
         find it called from the same place."""
         exit_depth, exit_code, _ = self._last
@@ -176,9 +188,9 @@ class CallSiteFinder:
                     code = caller.f_code
                     if _is_internal_file.get(code.co_filename) is False:
                         return code.co_filename, caller.f_lineno, code.co_name
-        return self._search(depth)[0]
+        return self._search(depth, key)[0]
 
-    def find_noting(self, depth: int) -> tuple[CallSite | None, bool]:
+    def find_noting(self, depth: int, key: object = None) -> tuple[CallSite | None, bool]:
         """``find``, and whether one of ``codes`` ran below the application's frame.
         (Use one finder with one of the two methods: their frames are its depths.)"""
         exit_depth, exit_code, seen = self._last
@@ -193,12 +205,27 @@ class CallSiteFinder:
                     code = caller.f_code
                     if _is_internal_file.get(code.co_filename) is False:
                         return (code.co_filename, caller.f_lineno, code.co_name), seen
-        return self._search(depth)
+        return self._search(depth, key)
 
-    def _search(self, depth: int) -> tuple[CallSite | None, bool]:
-        """Every learned exit, then the full walk, which learns one. This frame is
-        one below ``find``'s: depths seen from there are one more here."""
+    def _search(self, depth: int, key: object) -> tuple[CallSite | None, bool]:
+        """The key's last exit, every learned exit, then the full walk, which learns
+        one. This frame is one below ``find``'s: depths seen from there are one more
+        here."""
         getframe = sys._getframe
+        if key is not None:
+            hint = self._by_key.get(hash(key))
+            if hint is not None:
+                exit_depth, exit_code, seen = hint
+                try:
+                    exit_frame = getframe(exit_depth + 1)
+                except ValueError:
+                    pass
+                else:
+                    if exit_frame.f_code is exit_code:
+                        site = _site_above(exit_frame)
+                        if site is not None:
+                            self._last = hint
+                            return site, seen
         for exit_depth, codes in self._exits.items():
             try:
                 exit_frame = getframe(exit_depth + 1)
@@ -206,12 +233,12 @@ class CallSiteFinder:
                 continue
             learned = codes.get(id(exit_frame.f_code))
             if learned is not None:
-                caller = exit_frame.f_back
-                if caller is not None:
-                    code = caller.f_code
-                    if _is_internal_file.get(code.co_filename) is False:
-                        self._last = (exit_depth, *learned)
-                        return (code.co_filename, caller.f_lineno, code.co_name), learned[1]
+                site = _site_above(exit_frame)
+                if site is not None:
+                    self._last = (exit_depth, *learned)
+                    if key is not None:
+                        self._remember(key)
+                    return site, learned[1]
         index = depth + 1
         frame: FrameType | None
         try:
@@ -234,11 +261,20 @@ class CallSiteFinder:
                 if below is None:  # the first frame looked at: its callee is the exit
                     below = getframe(index - 1).f_code
                 self._learn(index - 2, below, seen)  # the exit, seen from find's frame
+                if key is not None:
+                    self._remember(key)
                 return (filename, frame.f_lineno, code.co_name), seen
             below = code
             index += 1
             frame = frame.f_back
         return _find_in_parent_greenlet(), seen
+
+    def _remember(self, key: object) -> None:
+        """The exit just matched or learned is the one to try first for ``key``."""
+        by_key = self._by_key
+        if len(by_key) >= self.MAX_KEYS:
+            by_key.clear()
+        by_key[hash(key)] = self._last
 
     def _learn(self, exit_depth: int, code: CodeType, seen: bool) -> None:
         if self._count >= self.MAX_EXITS:
@@ -248,6 +284,16 @@ class CallSiteFinder:
         self._exits = exits
         self._last = (exit_depth, code, seen)
         self._count += 1
+
+
+def _site_above(exit_frame: FrameType) -> CallSite | None:
+    """The call site, if the frame above a library exit is the application's."""
+    caller = exit_frame.f_back
+    if caller is not None:
+        code = caller.f_code
+        if _is_internal_file.get(code.co_filename) is False:
+            return code.co_filename, caller.f_lineno, code.co_name
+    return None
 
 
 def is_internal_file(filename: str) -> bool:

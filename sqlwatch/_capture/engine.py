@@ -252,7 +252,7 @@ class EngineTracker:
             orm = None if load_options is None else describe_load(load_options, context)
             if orm is None:
                 site = (
-                    self._sites.find(_FIRST_CALLER_FRAME)
+                    self._sites.find(_FIRST_CALLER_FRAME, statement)
                     if self.call_sites or chain.call_sites
                     else None
                 )
@@ -277,7 +277,9 @@ class EngineTracker:
                             return True
                         for_exporters_only = True
             else:
-                orm, site = self._orm_site(orm, chain, self._load_sites, _FIRST_CALLER_FRAME + 1)
+                orm, site = self._orm_site(
+                    orm, chain, self._load_sites, _FIRST_CALLER_FRAME + 1, statement
+                )
             raw = new_raw(
                 RawExecution,
                 (
@@ -385,13 +387,13 @@ class EngineTracker:
             orm = None if load_options is None else describe_load(load_options, context)
             if orm is None:
                 site = (
-                    self._record_sites.find(_FIRST_CALLER_FRAME + 1)
+                    self._record_sites.find(_FIRST_CALLER_FRAME + 1, statement)
                     if self.call_sites or chain.call_sites
                     else None
                 )
             else:
                 orm, site = self._orm_site(
-                    orm, chain, self._record_load_sites, _FIRST_CALLER_FRAME + 2
+                    orm, chain, self._record_load_sites, _FIRST_CALLER_FRAME + 2, statement
                 )
             raw = new_raw(
                 RawExecution,
@@ -425,7 +427,7 @@ class EngineTracker:
             report_internal_error("statement capture", error)
 
     def _orm_site(
-        self, orm: OrmLoad, chain: ScopeChain, sites: CallSiteFinder, depth: int
+        self, orm: OrmLoad, chain: ScopeChain, sites: CallSiteFinder, depth: int, sql: str
     ) -> tuple[OrmLoad, CallSite | None]:
         """The call site of an ORM loader statement, and its label completed.
 
@@ -435,8 +437,8 @@ class EngineTracker:
         """
         wanted = self.call_sites or chain.call_sites
         if orm.kind == "eager_load":
-            return orm, sites.find_noting(depth)[0] if wanted else None
-        site, internal = sites.find_noting(depth)
+            return orm, sites.find_noting(depth, sql)[0] if wanted else None
+        site, internal = sites.find_noting(depth, sql)
         if internal and not orm.internal:
             orm = orm._replace(internal=True)
         return orm, site if wanted else None

@@ -113,6 +113,17 @@ class _Finding:
             elif len(mine) < MAX_SITES:
                 mine[site] = n
 
+    def add_one(self, duration_ns: int, site: CallSite | None) -> None:
+        """One more statement of a loop already reported: most of an N+1's loads."""
+        self.count += 1
+        self.total_ns += duration_ns
+        mine = self.sites
+        seen = mine.get(site)
+        if seen is not None:
+            mine[site] = seen + 1
+        elif len(mine) < MAX_SITES:
+            mine[site] = 1
+
     def record(self) -> NPlusOne:
         site = max(self.sites.items(), key=lambda item: item[1])[0] if self.sites else None
         return NPlusOne(
@@ -147,6 +158,9 @@ class _Dropped(_Finding):
         self.sites = {}
 
     def add(self, count: int, total_ns: int, sites: dict[CallSite | None, int]) -> None:
+        pass
+
+    def add_one(self, duration_ns: int, site: CallSite | None) -> None:
         pass
 
 
@@ -344,7 +358,10 @@ class NPlusOneDetector(Detector):
     def _loader(self, unit: _Unit, execution: Execution, orm: OrmLoad) -> None:
         """A lazy load or deferred-column load of one parent object."""
         relationship = orm.attribute
-        if self._option_ignored(execution, relationship):
+        ignore = execution.tracker.options.ignore if self.process_wide else self.ignore
+        if ignore and matches_ignore(
+            ignore, relationship, execution.info.tables, execution.call_site
+        ):
             return
         block = execution.n_plus_one_ignore
         if block is not None and matches_ignore(
@@ -362,7 +379,7 @@ class NPlusOneDetector(Detector):
         site = execution.call_site
         finding = loop.finding
         if finding is not None:
-            finding.add(1, execution.duration_ns, {site: 1})
+            finding.add_one(execution.duration_ns, site)
             return
         loop.count += 1
         loop.total_ns += execution.duration_ns

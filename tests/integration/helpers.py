@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import os
@@ -9,7 +10,8 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -119,3 +121,27 @@ def seeded_sessions(engine: Engine) -> sessionmaker[Session]:
         seed(session)
     sqlwatch.instrument(engine, exporters=())
     return make
+
+
+SQLWATCH_FILES = os.path.join(os.path.dirname(sqlwatch.__file__), "*")
+
+
+def bytes_that_outlive(run: Callable[[], None]) -> tuple[int, int]:
+    """Bytes allocated while ``run`` ran (and a report was taken after it) that are
+    still alive at the end: (sqlwatch's, everyone's). What sqlwatch keeps per
+    statement or per checkout would show here; tracing only a window keeps the
+    test fast, as a leak of a few bytes per event shows just as well in it."""
+    sqlwatch.report()  # process everything pending before tracing starts
+    gc.collect()
+    tracemalloc.start()
+    try:
+        run()
+        report = sqlwatch.report()
+        del report
+        gc.collect()
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    everything = sum(stat.size for stat in snapshot.statistics("filename"))
+    ours = snapshot.filter_traces([tracemalloc.Filter(True, SQLWATCH_FILES)])
+    return sum(stat.size for stat in ours.statistics("filename")), everything

@@ -632,3 +632,31 @@ def test_call_sites_stay_exact_when_execution_paths_alternate(db: Engine) -> Non
 
     sites = [s.call_site for s in w.queries if s.operation == "SELECT"]
     assert sites == expected
+
+
+def test_one_sql_string_from_paths_that_take_turns_keeps_each_call_site(db: Engine) -> None:
+    """The finder tries first the exit that matched last time for the same SQL: the
+    same string reached through other APIs, at other depths and from other lines,
+    in turns, must still get the line that ran it each time."""
+    sqlwatch.instrument(db)
+    expected: list[str] = []
+
+    def deeper(session: Session) -> None:
+        expected.append(call_site_below())
+        session.execute(text("SELECT 5"))
+
+    with db.connect() as connection, Session(db) as session, sqlwatch.watch() as w:
+        for i in range(9):
+            if i % 3 == 0:
+                expected.append(call_site_below())
+                connection.exec_driver_sql("SELECT 5")
+            elif i % 3 == 1:
+                expected.append(call_site_below())
+                session.execute(text("SELECT 5"))
+            else:
+                deeper(session)
+            expected.append(call_site_below())
+            session.scalars(select(User).limit(1)).all()  # another path and SQL between
+
+    assert [s.call_site for s in w.queries if s.sql == "SELECT 5"] == expected[::2]
+    assert [s.call_site for s in w.queries if s.sql != "SELECT 5"] == expected[1::2]

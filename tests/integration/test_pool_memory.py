@@ -8,18 +8,15 @@ at the end of that window.
 
 from __future__ import annotations
 
-import gc
-import os
-import tracemalloc
 from pathlib import Path
 
 from sqlalchemy import create_engine
 
 import sqlwatch
+from tests.integration.helpers import bytes_that_outlive
 
 CYCLES = 100_000
 TRACED = 20_000
-SQLWATCH_FILES = os.path.join(os.path.dirname(sqlwatch.__file__), "*")
 BOUND_BYTES = 256 * 1024
 """Generous (about 40 kB is normal: histogram buckets, durations waiting to be
 folded into them); keeping 100 bytes per checkout would take 2 MB."""
@@ -28,32 +25,19 @@ folded into them); keeping 100 bytes per checkout would take 2 MB."""
 def test_a_hundred_thousand_checkouts_in_bounded_memory(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'memory.db'}", pool_size=2)
     handle = sqlwatch.instrument(engine, exporters=())
+
+    def cycles(n: int) -> None:
+        for _ in range(n):
+            engine.connect().close()
+
     try:
         with sqlwatch.watch() as w:  # the scope's figures must stay bounded too
-            for _ in range(CYCLES - TRACED):
-                engine.connect().close()
-            sqlwatch.report()
-            gc.collect()
-            tracemalloc.start()
-            try:
-                for _ in range(TRACED):
-                    engine.connect().close()
-                report = sqlwatch.report()
-                del report
-                gc.collect()
-                snapshot = tracemalloc.take_snapshot()
-            finally:
-                tracemalloc.stop()
+            cycles(CYCLES - TRACED)
+            ours, _ = bytes_that_outlive(lambda: cycles(TRACED))
     finally:
         engine.dispose()
 
     stats = sqlwatch.report().pools[handle.name]
     assert stats.checkouts == stats.checkins == CYCLES
     assert w.report.pools[handle.name].checkouts == CYCLES
-    ours = sum(
-        stat.size
-        for stat in snapshot.filter_traces([tracemalloc.Filter(True, SQLWATCH_FILES)]).statistics(
-            "filename"
-        )
-    )
     assert ours < BOUND_BYTES, f"sqlwatch kept {ours} bytes over {TRACED} checkouts"
