@@ -29,6 +29,7 @@ from sqlwatch._guard import report_internal_error
 from sqlwatch._pipeline import PIPELINE
 from sqlwatch.config import Options
 from sqlwatch.detectors import DETECTORS
+from sqlwatch.detectors.n_plus_one import NPlusOneDetector
 from sqlwatch.exporters import resolve_exporters
 from sqlwatch.records import NPlusOne, Resources, ScopeSummary, Statement, StatementInfo
 from sqlwatch.report import Report, merge_n_plus_one
@@ -177,6 +178,9 @@ class Scope:
         self._resources = _Resources() if track_resources else None
         self.detectors = [factory(self) for factory in DETECTORS]
         self._per_statement = tuple(d for d in self.detectors if d.per_statement)
+        self._n_plus_one_found: dict[Any, Any] = next(
+            (d.findings for d in self.detectors if isinstance(d, NPlusOneDetector)), {}
+        )
 
     # -- feeding ------------------------------------------------------------
 
@@ -205,6 +209,12 @@ class Scope:
             outbox, self._outbox = self._outbox, None
         if outbox:
             self._deliver(outbox)
+
+    def reported_n_plus_one(self, key: tuple[str, str]) -> bool:
+        """Whether this scope has reported the N+1 of a loader already (``key``:
+        ``(kind, "User.addresses")``): its later loads only add to the count.
+        Read without the lock: a finding is only ever added."""
+        return key in self._n_plus_one_found
 
     def add_counted(
         self, info: StatementInfo, durations: list[int], sites: list[CallSite]

@@ -270,12 +270,15 @@ class EngineTracker:
                         if self._to_fold <= 0:
                             self._to_fold = COUNT_FOLD
                             self._pipeline.fold_tracker(self)
-                        for exporter in self.exporters:
-                            if exporter.statement_enabled():
-                                break  # a record for the exporters only, below
-                        else:
-                            return True
-                        for_exporters_only = True
+                        try:  # ``_wanted_by_exporters``, inlined on the hottest path
+                            for exporter in self.exporters:
+                                if exporter.statement_enabled():
+                                    break
+                            else:
+                                return True
+                        except Exception:
+                            pass
+                        for_exporters_only = True  # a record for the exporters only
             else:
                 orm, site = self._orm_site(
                     orm, chain, self._load_sites, _FIRST_CALLER_FRAME + 1, statement
@@ -308,7 +311,7 @@ class EngineTracker:
                 or (orm is not None and self._urgent(orm, chain))
             ):
                 self._flush()
-            if self.exporters or chain.statement_exporters:
+            if chain.statement_exporters or self._wanted_by_exporters():
                 self._export(raw, chain)
         except Exception as error:
             report_internal_error("statement capture", error)
@@ -350,6 +353,19 @@ class EngineTracker:
             raise
         self._record(chain, cursor, statement, None, context, start, 0, None)
         return True
+
+    def _wanted_by_exporters(self) -> bool:
+        """Whether one of the engine's exporters wants statements now: most often
+        a logger above DEBUG, which says no. An exporter whose check raises is
+        given the statement, so that ``export_statement`` reports its error and
+        the exporters after it still get the statement."""
+        try:
+            for exporter in self.exporters:
+                if exporter.statement_enabled():
+                    return True
+        except Exception:
+            return True
+        return False
 
     def _zero_rowcount(self, cursor: DBAPICursor) -> int:
         """The rowcount when the cursor said 0 (checked only then: no cost otherwise).
@@ -421,7 +437,7 @@ class EngineTracker:
                 or len(pending) >= BATCH
             ):
                 self._flush()
-            if self.exporters or chain.statement_exporters:
+            if chain.statement_exporters or self._wanted_by_exporters():
                 self._export(raw, chain)
         except Exception as error:
             report_internal_error("statement capture", error)
@@ -461,15 +477,30 @@ class EngineTracker:
 
         Eager loads: the unused-eager-load detector must see them before the
         application reads the rows. Lazy loads: when an exporter wants N+1
-        findings while the loop still runs (its span still current).
+        findings while the loop still runs (its span still current), until every
+        scope of the statement has reported the loop; later loads only count.
         """
         if orm.kind == "eager_load":
             return True
-        for exporter in self.exporters:
-            if getattr(exporter, "timely_findings", False):
-                return True
-        for exporter in chain.statement_exporters:
-            if getattr(exporter, "timely_findings", False):
+        if orm.internal:
+            return False  # the unit of work's own loads are never an N+1
+        for exporters in (self.exporters, chain.statement_exporters):
+            for exporter in exporters:
+                if getattr(exporter, "timely_findings", False):
+                    return self._unreported(orm, chain)
+        return False
+
+    def _unreported(self, orm: OrmLoad, chain: ScopeChain) -> bool:
+        """Whether a scope that sees this loader statement has yet to report its N+1."""
+        key = (orm.kind, orm.attribute)
+        process = self._pipeline.process_scope
+        if process is not None and not process.reported_n_plus_one(key):
+            return True
+        for scope in chain.scopes:
+            engine_ids = scope.engine_ids
+            if (engine_ids is None or self.engine_id in engine_ids) and (
+                not scope.reported_n_plus_one(key)
+            ):
                 return True
         return False
 

@@ -110,6 +110,34 @@ def test_a_raising_exporter_stops_neither_the_others_nor_the_app(
     assert any("Broken.on_statement" in r.getMessage() for r in errors)
 
 
+class BrokenCheck(Exporter):
+    """Raises from the check sqlwatch makes for every statement."""
+
+    def statement_enabled(self) -> bool:
+        raise RuntimeError("statement_enabled is broken")
+
+
+@pytest.mark.usefixtures("production_mode")
+def test_a_raising_statement_check_keeps_no_statement_from_the_others(db: Engine) -> None:
+    """Every path a statement takes to the exporters: with a record (in a watch, or
+    while the process-wide report keeps records) and counted in bulk (outside any
+    scope, once it is full)."""
+    after = Counting()
+    sqlwatch.instrument(db, exporters=[BrokenCheck(), after], max_statements=1)
+    with db.connect() as connection:
+        for _ in range(2):
+            connection.execute(text("SELECT 1")).scalar()
+        sqlwatch.report()  # the process-wide report is full: counting from now on
+        for _ in range(4):  # counted from the third run of the same SQL
+            connection.execute(text("SELECT 1")).scalar()
+        with sqlwatch.watch():
+            for _ in range(2):
+                connection.execute(text("SELECT 2")).scalar()
+
+    assert sqlwatch.report().query_count == 8
+    assert after.statements == 8
+
+
 def test_unknown_exporter_name_is_a_value_error_naming_the_valid_ones(db: Engine) -> None:
     with pytest.raises(ValueError, match=r"unknown exporter 'otlp'.*logging, otel, json:PATH"):
         sqlwatch.instrument(db, exporters=["otlp"])

@@ -328,6 +328,45 @@ def test_n_plus_one_event_lands_on_the_current_span(db: Engine, otel: OTel) -> N
     assert sum(p.value for p in counter.data.data_points) == 1
 
 
+def test_an_n_plus_one_is_processed_load_by_load_only_until_reported(
+    engine: Engine, otel: OTel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a recording span the first loads of a loop are processed as they run,
+    so the event lands on that span; once every scope reported the loop, the rest
+    wait for the next batch like any statement (a flush per load costs a request
+    with a long loop dearly)."""
+    from sqlwatch.instrumentation import tracker_for
+
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        seed(session, users=12)
+    sqlwatch.instrument(engine, exporters=[otel.exporter])
+    tracker = tracker_for(engine)
+    assert tracker is not None
+    flushes = [0]
+    flush = tracker._flush
+
+    def counting_flush() -> None:
+        flushes[0] += 1
+        flush()
+
+    monkeypatch.setattr(tracker, "_flush", counting_flush)
+    with otel.tracer.start_as_current_span("GET /users") as request, sqlwatch.watch() as w:
+        with Session(engine) as session:
+            users = session.scalars(select(User).order_by(User.id)).all()
+            for user in users:
+                len(user.addresses)  # a lazy load per user: an N+1
+        request_id = request.get_span_context().span_id
+
+    assert len(users) >= 12
+    (finding,) = w.report.n_plus_one
+    assert finding.count == len(users)
+    (finished,) = [s for s in otel.memory.get_finished_spans() if s.name == "GET /users"]
+    assert finished.context.span_id == request_id
+    assert [e.name for e in finished.events].count("sqlwatch.n_plus_one") == 1
+    assert flushes[0] <= 3, f"{flushes[0]} flushes for {len(users)} lazy loads"
+
+
 def test_pool_wait_use_times_and_timeouts(engine: Engine, otel: OTel) -> None:
     from sqlalchemy import create_engine
     from sqlalchemy.exc import TimeoutError as PoolTimeout
