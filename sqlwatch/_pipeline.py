@@ -5,11 +5,10 @@ is processed (analysis, parameter hashing, aggregation, detectors) when it
 holds ``BATCH`` statements, when a statement needs attention now (slow, an
 error, an eager loader's statement, or a lazy load while an exporter wants
 timely N+1 findings and its loop is not reported yet), and whenever a scope is
-read or closed. Otherwise an N+1
-is reported when its batch is processed: at the latest when its scope closes.
-The buffer is bounded by ``BATCH``: processing is deferred, never dropped.
-Processing runs under one lock; a re-entrant one, because an exporter may
-itself run SQL.
+read or closed. Otherwise an N+1 is reported when its batch is processed: at the
+latest when its scope closes. The buffer is bounded by ``BATCH``: processing is
+deferred, never dropped. Processing runs under one lock; a re-entrant one,
+because an exporter may itself run SQL.
 
 Counted statements. Outside any scope, a statement belongs to the process-wide
 scope alone, which only counts it (aggregates per fingerprint), judges nothing

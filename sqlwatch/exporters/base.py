@@ -91,8 +91,9 @@ class Exporter:
     them is still running (an OpenTelemetry event belongs on the span current
     then). Otherwise sqlwatch may report them when it next processes its batch
     of statements, at the latest when the scope closes: cheaper for ORM loops.
-    Read at each lazy load whose loop is not reported yet, so a property may say
-    whether it matters right now."""
+    Read at each lazy load, so a property may say whether it matters right now;
+    once every scope of the statement has reported the loop, its later loads are
+    batched whatever it says."""
 
     def statement_enabled(self) -> bool:
         """Whether ``on_statement`` wants this statement; checked per statement,
