@@ -131,6 +131,7 @@ class SessionListener:
     def _opened(self, session: Session) -> None:
         chain = current_chain.get()
         targets: list[SessionCounts] = []
+        wants_site = chain.call_sites
         process = PIPELINE.process_scope
         for scope in (process, *chain.scopes):
             if scope is None or scope.closed:
@@ -138,15 +139,19 @@ class SessionListener:
             counts = scope.extensions.get(SESSION_KEY)
             if counts is not None:
                 targets.append(counts)
+                wants_site = wants_site or counts.call_sites
         if not targets:
             return
         key = id(session)
         tracked = self.tracked.get(key)
         if tracked is not None and tracked.ref() is session:
-            if all(counts in tracked.counts for counts in targets):
+            for counts in targets:
+                if counts not in tracked.counts:
+                    break
+            else:
                 return  # open in every scope already: a new transaction after a commit
             site = tracked.site
-        elif chain.call_sites or any(counts.call_sites for counts in targets):
+        elif wants_site:
             site = self._sites.find(2)
         else:
             site = None
