@@ -27,6 +27,7 @@ from sqlwatch._capture.execution import (
 )
 from sqlwatch._guard import report_internal_error
 from sqlwatch._pipeline import PIPELINE
+from sqlwatch._rss import current_rss
 from sqlwatch.config import Options
 from sqlwatch.detectors import DETECTORS
 from sqlwatch.detectors.n_plus_one import NPlusOneDetector
@@ -60,24 +61,14 @@ def _count_percentiles(frequencies: dict[int, int]) -> dict[str, float]:
 
 
 class _Resources:
-    """RSS and CPU time at scope start; psutil loads on first use."""
-
-    _process: Any = None
+    """RSS and CPU time at scope start."""
 
     def __init__(self) -> None:
-        self.rss_start = self.rss()
+        self.rss_start = current_rss()
         self.cpu_start = time.process_time()
 
-    @classmethod
-    def rss(cls) -> int:
-        if cls._process is None:
-            import psutil
-
-            cls._process = psutil.Process()
-        return int(cls._process.memory_info().rss)
-
     def snapshot(self, peak: int) -> Resources:
-        rss_end = self.rss()
+        rss_end = current_rss()
         return Resources(
             rss_start_bytes=self.rss_start,
             rss_end_bytes=rss_end,
