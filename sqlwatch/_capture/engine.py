@@ -311,7 +311,7 @@ class EngineTracker:
                 or (orm is not None and self._urgent(orm, chain))
             ):
                 self._flush()
-            if chain.statement_exporters or self._wanted_by_exporters():
+            if chain.statement_exporters or (self.exporters and self._wanted_by_exporters()):
                 self._export(raw, chain)
         except Exception as error:
             report_internal_error("statement capture", error)
@@ -437,7 +437,7 @@ class EngineTracker:
                 or len(pending) >= BATCH
             ):
                 self._flush()
-            if chain.statement_exporters or self._wanted_by_exporters():
+            if chain.statement_exporters or (self.exporters and self._wanted_by_exporters()):
                 self._export(raw, chain)
         except Exception as error:
             report_internal_error("statement capture", error)
