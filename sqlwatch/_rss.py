@@ -43,6 +43,8 @@ class _Statm:
     def read(self) -> int:
         pid = os.getpid()
         if pid != self._pid:
+            if self._fd >= 0:  # the parent's copy, inherited by this forked child
+                os.close(self._fd)
             self._fd = os.open("/proc/self/statm", os.O_RDONLY)
             self._pid = pid
         return int(os.pread(self._fd, 128, 0).split()[1]) * self._page
