@@ -4,8 +4,9 @@ A statement passes through about fourteen SQLAlchemy frames before it reaches
 the cursor, so the walk is the price of every call site. It stays cheap by
 deciding once per code object whether a frame is "ours" (sqlwatch, SQLAlchemy,
 the standard library) and caching the answer; ``traceback.extract_stack`` would
-cost ten times more. The result is a ``(code, line)`` pair, formatted to text
-only when someone reads it.
+cost ten times more. The result is a ``(file, line, function)`` tuple, the same
+tuple for every statement from one place, formatted to text only when someone
+reads it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ _MAX_CACHED = 50_000
 _is_internal_file: dict[str, bool] = {}
 """Keyed by file name: a ``str`` caches its hash, a code object does not."""
 _formatted: dict[CallSite, str] = {}
+_sites_at: dict[tuple[int, int], tuple[CodeType, CallSite]] = {}
+"""(id(code), instruction offset) -> (the code, its call site). A frame's line
+number is worked out by scanning its code's line table from the top, which
+costs more the further down a long function the call is; a loop's statements
+come from the same few offsets. The code object is kept in the value so that
+its ``id`` cannot be reused while the entry lives; hence the smaller bound (code
+generated at run time is let go once the cache is cleared)."""
+_MAX_SITES_AT = 4_096
 
 
 _GENERATED = ("<frozen", "<sqlalchemy generated", "<string>")
@@ -109,9 +118,22 @@ def _first_outside(frame: FrameType | None) -> CallSite | None:
         if internal is None:
             internal = _classify(filename)
         if not internal:
-            return filename, frame.f_lineno, code.co_name
+            return _site_at(frame, code)
         frame = frame.f_back
     return None
+
+
+def _site_at(frame: FrameType, code: CodeType) -> CallSite:
+    """The call site of an application frame running ``code``."""
+    key = (id(code), frame.f_lasti)
+    known = _sites_at.get(key)
+    if known is not None and known[0] is code:
+        return known[1]
+    site = (code.co_filename, frame.f_lineno, code.co_name)
+    if len(_sites_at) >= _MAX_SITES_AT:
+        _sites_at.clear()
+    _sites_at[key] = (code, site)
+    return site
 
 
 class CallSiteFinder:
@@ -187,7 +209,10 @@ class CallSiteFinder:
                 if caller is not None:
                     code = caller.f_code
                     if _is_internal_file.get(code.co_filename) is False:
-                        return code.co_filename, caller.f_lineno, code.co_name
+                        known = _sites_at.get((id(code), caller.f_lasti))
+                        if known is not None and known[0] is code:
+                            return known[1]
+                        return _site_at(caller, code)
         return self._search(depth, key)[0]
 
     def find_noting(self, depth: int, key: object = None) -> tuple[CallSite | None, bool]:
@@ -204,7 +229,10 @@ class CallSiteFinder:
                 if caller is not None:
                     code = caller.f_code
                     if _is_internal_file.get(code.co_filename) is False:
-                        return (code.co_filename, caller.f_lineno, code.co_name), seen
+                        known = _sites_at.get((id(code), caller.f_lasti))
+                        if known is not None and known[0] is code:
+                            return known[1], seen
+                        return _site_at(caller, code), seen
         return self._search(depth, key)
 
     def _search(self, depth: int, key: object) -> tuple[CallSite | None, bool]:
@@ -263,7 +291,7 @@ class CallSiteFinder:
                 self._learn(index - 2, below, seen)  # the exit, seen from find's frame
                 if key is not None:
                     self._remember(key)
-                return (filename, frame.f_lineno, code.co_name), seen
+                return _site_at(frame, code), seen
             below = code
             index += 1
             frame = frame.f_back
@@ -292,7 +320,7 @@ def _site_above(exit_frame: FrameType) -> CallSite | None:
     if caller is not None:
         code = caller.f_code
         if _is_internal_file.get(code.co_filename) is False:
-            return code.co_filename, caller.f_lineno, code.co_name
+            return _site_at(caller, code)
     return None
 
 

@@ -58,6 +58,9 @@ class OrmLoad(NamedTuple):
     internal: bool = False
     """The ORM loaded it for its own bookkeeping (inside ``Session.flush`` or a
     ``Session.delete`` cascade), not because the application read the attribute."""
+    relationship: Any = None
+    """The ``RelationshipProperty`` an eager loader loads (``None`` for the other
+    kinds): the unused-eager-load detector watches its attribute."""
 
 
 class RawExecution(NamedTuple):

@@ -35,8 +35,8 @@ BOOKKEEPING_CODES = frozenset({Session.flush.__code__, Session.delete.__code__})
 (foreign keys to null out, orphans) and ``delete()`` cascading to a collection. A
 load under them is the unit of work's business, not an N+1 of the application."""
 
-_relationships: dict[int, tuple[Any, str, bool]] = {}
-"""id(loader path) -> (the path, "User.addresses", uselist). SQLAlchemy interns
+_relationships: dict[int, tuple[Any, str, bool, Any]] = {}
+"""id(loader path) -> (the path, "User.addresses", uselist, the property). SQLAlchemy interns
 its path objects, so a relationship is described once, not on every lazy load.
 Keyed by ``id``: a path's own ``__hash__`` is a Python call; the path kept in the
 value tells a reused ``id`` apart."""
@@ -45,11 +45,11 @@ _new_load = tuple.__new__
 """Builds an ``OrmLoad`` without ``NamedTuple``'s Python-level ``__new__``."""
 
 
-def _describe_relationship(path: Any) -> tuple[Any, str, bool]:
+def _describe_relationship(path: Any) -> tuple[Any, str, bool, Any]:
     described = _relationships.get(id(path))
     if described is None or described[0] is not path:
         prop: Any = path.path[-1]
-        described = (path, f"{prop.parent.class_.__name__}.{prop.key}", bool(prop.uselist))
+        described = (path, f"{prop.parent.class_.__name__}.{prop.key}", bool(prop.uselist), prop)
         if len(_relationships) >= _MAX_RELATIONSHIPS:
             _relationships.clear()
         _relationships[id(path)] = described
@@ -68,7 +68,7 @@ def describe_load(load_options: Any, context: Any) -> OrmLoad | None:
         path = _loader_path(context)
         if path is None or path.is_root:
             return None
-        _, attribute, uselist = _describe_relationship(path)
+        _, attribute, uselist, _ = _describe_relationship(path)
         identity = parent.key
         return _new_load(
             OrmLoad,
@@ -79,6 +79,7 @@ def describe_load(load_options: Any, context: Any) -> OrmLoad | None:
                 uselist,
                 parent.session_id or 0,
                 _flushing(parent),
+                None,
             ),
         )
     refreshed = load_options._refresh_state
@@ -101,8 +102,8 @@ def describe_load(load_options: Any, context: Any) -> OrmLoad | None:
     path = _loader_path(context)
     if path is None or path.is_root:
         return None
-    _, attribute, uselist = _describe_relationship(path)
-    return _new_load(OrmLoad, ("eager_load", attribute, None, uselist, 0, False))
+    _, attribute, uselist, prop = _describe_relationship(path)
+    return _new_load(OrmLoad, ("eager_load", attribute, None, uselist, 0, False, prop))
 
 
 def _flushing(state: Any) -> bool:

@@ -59,7 +59,6 @@ from sqlalchemy.pool.base import _ConnectionRecord
 from sqlwatch._capture.call_sites import (
     CallSite,
     CallSiteFinder,
-    call_site_from,
     format_call_site,
     is_internal_file,
 )
@@ -375,14 +374,13 @@ class PoolTracker:
                         frame: FrameType | None = _getframe(3)
                     except ValueError:  # pool.connect() near the top of a thread
                         frame = None
+                    caller = None
                     if frame is not None and frame.f_code is _ENGINE_CONNECT:
                         caller = frame.f_back
-                        if caller is not None and not is_internal_file(caller.f_code.co_filename):
-                            site = (caller.f_code, caller.f_lasti)
-                        else:
-                            site = call_site_from(caller)
-                    else:  # a Session, raw_connection(), an async engine: the walk
-                        site = sites.find(2)
+                    if caller is not None and not is_internal_file(caller.f_code.co_filename):
+                        site = (caller.f_code, caller.f_lasti)
+                    else:  # a Session's checkout, raw_connection(), an async engine:
+                        site = sites.find(2)  # the walk, which learns their exits
                 record = fairy._connection_record
                 ref = record.fairy_ref if has_fairy_ref else new_ref(fairy, _noop)
                 entry: Checkout = [now, site, ref, (), None, None, False]

@@ -6,12 +6,14 @@ is read before the scope ends, that cost bought nothing.
 
 What is eager-loaded:
 
-- ``selectin`` / ``subquery``: their own statement, tagged ``eager_load`` by the
-  statement listener (``sqlwatch._capture.orm``), reaches ``batch`` like any statement;
+- ``selectin`` / ``subquery``: their own statement, tagged ``eager_load`` (with
+  its relationship property) by the statement listener (``sqlwatch._capture.orm``),
+  reaches ``batch`` like any statement;
 - ``joined``: no statement of its own, so an ``InstanceEvents.load`` listener (on
   ``Mapper``, for every class) looks at the first new object of each mapper in
-  each query: a relationship already in its ``__dict__`` at ``load`` time was
-  filled by a joined eager loader of that query.
+  each query that a joined eager loader added a JOIN to (its compile state says
+  so): a relationship already in its ``__dict__`` at ``load`` time was filled by
+  that loader. The rows of every other query return after one dict lookup.
 
 What is read: SQLAlchemy has no attribute-read event, and an attribute that is
 loaded is returned straight from the instance's ``__dict__``. While a scope
@@ -24,9 +26,7 @@ load listener returns after one integer test, while no such scope is open.
 
 Not seen (documented in docs/n-plus-one.md): reads that bypass the class
 attribute (``obj.__dict__["addresses"]``, ``inspect(obj).attrs.addresses.value``),
-reads in another thread or task than the scope's, and a relationship whose
-class was never loaded by a query while detection was on (it is then never
-reported, rather than reported wrongly).
+and reads in another thread or task than the scope's.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ __all__ = ["UnusedEagerLoads"]
 EXTENSION = "unused_eager_loads"
 """Key of a detecting scope's ``_EagerLoads`` in ``Scope.extensions``."""
 MAX_LOADS = 1024
-MAX_KNOWN = 10_000
 _QUERY_KEY = "_sqlwatch_eager"
 """Per-query memo in ``QueryContext.attributes``: the mappers already looked at, and
 the query's call site once a joined eager load needed it."""
@@ -102,18 +101,11 @@ _detecting: set[_EagerLoads] = set()
 _active = 0
 """``len(_detecting)``, read without the lock by the hooks' fast path."""
 _listening = False
-_known: dict[str, Any] = {}
-"""``"User.addresses"`` -> its ``RelationshipProperty``, learnt from loaded mappers."""
-_known_mappers: set[Any] = set()
 _watched: dict[int, tuple[Any, type]] = {}
 """id(InstrumentedAttribute) -> (the attribute, its own class), while switched."""
 _names: dict[int, str] = {}
 """id(InstrumentedAttribute) -> ``"User.addresses"``."""
 _watched_names: set[str] = set()
-_pending: set[str] = set()
-"""Eager-loaded relationships not yet resolved to a property: ``subqueryload``
-runs while the first parent row is populated, before that row's ``load``
-event teaches us its mapper. Resolved there, before any row reaches the app."""
 
 
 def _acquire(state: _EagerLoads) -> None:
@@ -155,8 +147,6 @@ def _remove_hooks() -> None:
             if event.contains(Mapper, "load", _on_load):
                 event.remove(Mapper, "load", _on_load)
             _listening = False
-        _known.clear()
-        _known_mappers.clear()
 
 
 def _unwatch_all() -> None:
@@ -165,7 +155,6 @@ def _unwatch_all() -> None:
     _watched.clear()
     _names.clear()
     _watched_names.clear()
-    _pending.clear()
 
 
 @functools.cache
@@ -241,18 +230,6 @@ def _states_here() -> list[_EagerLoads]:
     return found
 
 
-def _learn(mapper: Any) -> None:
-    if mapper in _known_mappers or len(_known) >= MAX_KNOWN:
-        return
-    _known_mappers.add(mapper)
-    for prop in mapper.relationships:
-        name = f"{prop.parent.class_.__name__}.{prop.key}"
-        _known.setdefault(name, prop)
-        if name in _pending:
-            _pending.discard(name)
-            _watch(prop)
-
-
 def _on_load(state: Any, context: Any) -> None:
     """``InstanceEvents.load`` for every mapper: joined eager loads of each query."""
     if not _active:
@@ -260,6 +237,12 @@ def _on_load(state: Any, context: Any) -> None:
     try:
         memo = context.attributes.get(_QUERY_KEY)
         if memo is _NOT_HERE:
+            return
+        if memo is None and not getattr(context.compile_state, "eager_adding_joins", True):
+            # No joined eager loader added a JOIN to this query: its rows are passed
+            # with the one check above (most queries; ``contains_eager`` is the
+            # application's own JOIN, not a loader's cost).
+            context.attributes[_QUERY_KEY] = _NOT_HERE
             return
         mapper = state.mapper
         if memo is not None and mapper in memo[0]:
@@ -272,7 +255,6 @@ def _on_load(state: Any, context: Any) -> None:
             memo = context.attributes[_QUERY_KEY] = ({}, [])
         seen, site_found = memo
         seen[mapper] = None
-        _learn(mapper)
         loaded = state.dict
         for prop in mapper.relationships:
             if prop.key not in loaded or prop.lazy in ("noload", "raise", "raise_on_sql"):
@@ -311,13 +293,9 @@ class UnusedEagerLoads(Detector):
             orm = execution.orm
             if orm is None or orm.kind != "eager_load":
                 continue
-            name = orm.attribute
-            prop = _known.get(name)
-            if prop is not None:
-                _watch(prop)
-            elif len(_pending) < MAX_KNOWN:
-                _pending.add(name)
-            state.loaded_by(name, execution.call_site)
+            if orm.relationship is not None:
+                _watch(orm.relationship)
+            state.loaded_by(orm.attribute, execution.call_site)
 
     def close(self) -> None:
         state = self.state

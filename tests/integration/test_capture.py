@@ -7,6 +7,7 @@ fixture. Statements are read back through the user's entry points: a
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import Callable
@@ -660,3 +661,22 @@ def test_one_sql_string_from_paths_that_take_turns_keeps_each_call_site(db: Engi
 
     assert [s.call_site for s in w.queries if s.sql == "SELECT 5"] == expected[::2]
     assert [s.call_site for s in w.queries if s.sql != "SELECT 5"] == expected[1::2]
+
+
+def test_functions_made_at_run_time_each_get_their_own_line(db: Engine) -> None:
+    """Call sites are cached by code object and instruction offset: a function that
+    is gone must never lend its line to a new one (template engines and ``exec``
+    make such functions, and a freed object's ``id`` is soon reused)."""
+    sqlwatch.instrument(db)
+    with db.connect() as connection, sqlwatch.watch() as w:
+        for blank_lines in range(12):
+            source = "def run(c):\n" + "\n" * blank_lines + "    c.exec_driver_sql('SELECT 9')\n"
+            namespace: dict[str, Any] = {}
+            exec(compile(source, "<generated>", "exec"), namespace)
+            namespace["run"](connection)
+            del namespace
+            gc.collect()
+
+    assert [s.call_site for s in w.queries] == [
+        f"<generated>:{blank_lines + 2} in run" for blank_lines in range(12)
+    ]

@@ -112,9 +112,10 @@ def test_broken_capture_keeps_the_drivers_exception(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A failing statement and a failing listener: the app sees its own error only."""
-    monkeypatch.setattr("sqlwatch._capture.call_sites.CallSiteFinder.find", _boom)
-    with pytest.raises(IntegrityError) as caught, db.begin() as conn:
-        conn.execute(insert(User).values(id=1, name="duplicate"))
+    with db.connect() as conn:  # checked out first: only the statement's capture breaks
+        monkeypatch.setattr("sqlwatch._capture.call_sites.CallSiteFinder.find", _boom)
+        with pytest.raises(IntegrityError) as caught, conn.begin():
+            conn.execute(insert(User).values(id=1, name="duplicate"))
     assert not isinstance(caught.value.orig, InjectedFault)
     assert caught.value.__cause__ is caught.value.orig
     assert len(internal_errors(caplog)) == 1

@@ -199,6 +199,30 @@ def test_an_unreturned_connection_is_one_leak_at_its_line(engine: Engine) -> Non
     assert pool_stats(engine).checked_out == 0
 
 
+def test_a_session_left_open_leaks_at_the_line_that_made_it_connect(engine: Engine) -> None:
+    """The connection's call site is the application's line, whichever Session
+    method took it out, however often those methods take turns."""
+    sqlwatch.instrument(engine)
+    sessions: list[Session] = []
+    sites: list[str | None] = []
+    for round_ in range(3):
+        with sqlwatch.watch() as w:
+            session = Session(engine)
+            sessions.append(session)
+            if round_ % 2:
+                sites.append(call_site_below())
+                session.execute(text("SELECT 1"))
+            else:
+                sites.append(call_site_below())
+                session.connection()
+        (leak,) = w.report.leaks
+        assert leak.kind == "unreturned"
+        assert leak.call_site == sites[-1]
+    for session in sessions:
+        session.close()
+    assert len(set(sites)) == 2
+
+
 def test_nested_scopes_each_report_the_connection_left_out(engine: Engine) -> None:
     sqlwatch.instrument(engine)
     with sqlwatch.watch() as outer:

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, select
-from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker, subqueryload
+from sqlalchemy.orm import (
+    Session,
+    contains_eager,
+    joinedload,
+    selectinload,
+    sessionmaker,
+    subqueryload,
+)
 from sqlalchemy.orm.attributes import InstrumentedAttribute
 
 import sqlwatch
@@ -67,6 +74,22 @@ def test_many_to_many_and_several_relationships(db: sessionmaker[Session]) -> No
             _ = post.author.name  # the tags are never read
 
     assert [u.relationship for u in w.report.unused_eager_loads] == ["Post.tags"]
+
+
+def test_contains_eager_fills_from_the_applications_own_join(db: sessionmaker[Session]) -> None:
+    """No loader added the JOIN: it filters the query, its rows are not a cost to report."""
+    query = (
+        select(Address)
+        .join(Address.user)
+        .where(User.name != "nobody")
+        .options(contains_eager(Address.user))
+    )
+    with sqlwatch.watch() as w, db() as session:
+        addresses = session.scalars(query).all()
+        assert "user" in vars(addresses[0])  # filled by the query's own JOIN
+
+    assert len(addresses) == 6
+    assert w.report.unused_eager_loads == ()
 
 
 def test_query_that_returned_no_rows_is_never_reported(db: sessionmaker[Session]) -> None:
