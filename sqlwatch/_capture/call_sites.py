@@ -20,6 +20,7 @@ __all__ = [
     "CallSite",
     "CallSiteFinder",
     "call_site_from",
+    "classified_internal",
     "find_call_site",
     "format_call_site",
     "is_internal_file",
@@ -55,6 +56,9 @@ _THIRD_PARTY_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packag
 _MAX_CACHED = 50_000
 _is_internal_file: dict[str, bool] = {}
 """Keyed by file name: a ``str`` caches its hash, a code object does not."""
+classified_internal = _is_internal_file.get
+"""``is_internal_file`` as far as it is known already (``None``: not classified
+yet), in one C call: for hot paths that fall back to a walk on ``None``."""
 _formatted: dict[CallSite, str] = {}
 _sites_at: dict[tuple[int, int], tuple[CodeType, CallSite]] = {}
 """(id(code), instruction offset) -> (the code, its call site). A frame's line

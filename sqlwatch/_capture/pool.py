@@ -59,8 +59,8 @@ from sqlalchemy.pool.base import _ConnectionRecord
 from sqlwatch._capture.call_sites import (
     CallSite,
     CallSiteFinder,
+    classified_internal,
     format_call_site,
-    is_internal_file,
 )
 from sqlwatch._context import EMPTY_CHAIN, ScopeChain, current_chain
 from sqlwatch._guard import report_internal_error
@@ -345,6 +345,7 @@ class PoolTracker:
         # SQLAlchemy 2.0 and 2.1 set ``record.fairy_ref`` to the proxy they return.
         has_fairy_ref = _HAS_FAIRY_REF
         call_sites = self.call_sites
+        known_internal = classified_internal
         timed_out = self._timed_out
         checkout_shared = self._checkout_shared
         checkout_scoped = self._checkout_scoped
@@ -377,7 +378,7 @@ class PoolTracker:
                     caller = None
                     if frame is not None and frame.f_code is _ENGINE_CONNECT:
                         caller = frame.f_back
-                    if caller is not None and not is_internal_file(caller.f_code.co_filename):
+                    if caller is not None and known_internal(caller.f_code.co_filename) is False:
                         site = (caller.f_code, caller.f_lasti)
                     else:  # a Session's checkout, raw_connection(), an async engine:
                         site = sites.find(2)  # the walk, which learns their exits
