@@ -232,7 +232,7 @@ def _states_here() -> list[_EagerLoads]:
 
 def _on_load(state: Any, context: Any) -> None:
     """``InstanceEvents.load`` for every mapper: joined eager loads of each query."""
-    if not _active:
+    if not _active or context is None:  # None: ``merge(load=False)``, no query behind it
         return
     try:
         memo = context.attributes.get(_QUERY_KEY)

@@ -92,6 +92,20 @@ def test_contains_eager_fills_from_the_applications_own_join(db: sessionmaker[Se
     assert w.report.unused_eager_loads == ()
 
 
+def test_merge_without_a_load_passes_the_load_listener(db: sessionmaker[Session]) -> None:
+    """``merge(load=False)`` fires the ``load`` event with no query behind it."""
+    with db() as session:
+        user = session.scalars(select(User).options(joinedload(User.addresses))).first()
+        assert user is not None
+        session.expunge(user)
+    with sqlwatch.watch() as w, db() as session:
+        merged = session.merge(user, load=False)
+
+    assert merged.name == user.name
+    assert w.query_count == 0
+    assert w.report.unused_eager_loads == ()
+
+
 def test_query_that_returned_no_rows_is_never_reported(db: sessionmaker[Session]) -> None:
     query = select(User).where(User.id < 0)
     with sqlwatch.watch() as w, db() as session:
