@@ -231,6 +231,13 @@ class Scope:
             keep = self.options.capture_params
         return to_statement(execution, with_params=keep)
 
+    def has_exporters(self, tracker: Any) -> bool:
+        """Whether an ``emit`` for this engine's statement reaches any exporter:
+        a payload nobody receives need not be built."""
+        if self.process_wide and tracker is not None:
+            return bool(tracker.exporters)
+        return bool(self.exporters)
+
     def emit(self, hook: str, payload: Any, tracker: Any) -> None:
         """Queue an exporter call; made once the scope's lock is released."""
         if self._outbox is None:

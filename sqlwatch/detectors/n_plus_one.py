@@ -410,7 +410,7 @@ class NPlusOneDetector(Detector):
         loop.finding = finding
         loop.seen = None
         loop.sites = {}
-        if new and finding is not _DROPPED:
+        if new and finding is not _DROPPED and self.scope.has_exporters(execution.tracker):
             self.scope.emit("on_n_plus_one", finding.record(), execution.tracker)
 
     # -- reporting ------------------------------------------------------------

@@ -41,7 +41,8 @@ class SlowQueries(Detector):
             return
         if len(self.found) < self.limit:
             self.found.append(execution)
-        self.scope.emit("on_slow_query", self.scope.statement(execution), execution.tracker)
+        if self.scope.has_exporters(execution.tracker):
+            self.scope.emit("on_slow_query", self.scope.statement(execution), execution.tracker)
 
     def contribute(self, fields: dict[str, Any]) -> None:
         fields["slow_queries"] = tuple(self.scope.statement(e) for e in self.found)
