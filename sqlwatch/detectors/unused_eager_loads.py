@@ -169,10 +169,13 @@ def _watching_class(own_class: type) -> type:
             _note_read(self)
         return base_get(self, instance, owner)
 
+    # ``inherit_cache``: the attribute also builds SQL (``.join(User.addresses)``),
+    # and SQLAlchemy caches a statement's compiled form only for element classes
+    # that say their cache key is their base class's (it warns otherwise).
     return type(
         own_class.__name__,
         (own_class,),
-        {"__slots__": (), "__get__": __get__, "__module__": __name__},
+        {"__slots__": (), "__get__": __get__, "__module__": __name__, "inherit_cache": True},
     )
 
 

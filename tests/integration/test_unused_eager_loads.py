@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, select
+from sqlalchemy.engine.interfaces import CacheStats
 from sqlalchemy.orm import (
     Session,
     contains_eager,
@@ -90,6 +91,23 @@ def test_contains_eager_fills_from_the_applications_own_join(db: sessionmaker[Se
 
     assert len(addresses) == 6
     assert w.report.unused_eager_loads == ()
+
+
+def test_a_watched_relationship_still_builds_cached_sql(db: sessionmaker[Session]) -> None:
+    """While its reads are watched, ``User.addresses`` still joins, and the
+    statement is compiled once and cached (SQLAlchemy warns, and the suite's
+    warnings are errors, if the switched attribute class opts out of caching)."""
+    query = select(User.name, Address.email).join(User.addresses).where(User.id == 1)
+    with sqlwatch.watch() as w, db() as session:
+        session.scalars(select(User).options(joinedload(User.addresses))).unique().all()
+        assert type(User.addresses) is not InstrumentedAttribute  # watched now
+        results = [session.connection().execute(query) for _ in range(2)]
+        rows = [result.all() for result in results]
+        cache_hits = [result.context.cache_hit for result in results]
+
+    assert rows[0] == rows[1] != []
+    assert cache_hits[1] is CacheStats.CACHE_HIT
+    assert [u.relationship for u in w.report.unused_eager_loads] == ["User.addresses"]
 
 
 def test_merge_without_a_load_passes_the_load_listener(db: sessionmaker[Session]) -> None:
