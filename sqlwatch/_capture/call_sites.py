@@ -163,8 +163,9 @@ class CallSiteFinder:
     ``key``: what the caller knows of the way in, before any walk (the statement's
     SQL string). One code path takes turns with others (an ORM unit of work runs a
     ``get``, a query, a flush, each leaving at its own depth), so the last exit
-    often misses; the exit that matched last time for the same key is tried next,
-    before every learned depth. A SQL statement comes the same way nearly always.
+    often misses; the exit that matched last time for the same key is tried first
+    (the last exit for a key not seen yet), then every learned depth. A SQL
+    statement comes the same way nearly always.
 
     Code objects are compared by identity and looked up by ``id``, never hashed: a
     code object does not cache its hash, and hashing one hashes its constants and
@@ -188,10 +189,11 @@ class CallSiteFinder:
         whether ``codes`` ran)."""
         self._count = 0
         self._last: tuple[int, CodeType | None, bool] = (0, None, False)
-        """The exit that matched last (depth, code, whether ``codes`` ran): looked at
-        first, as most calls come the same way as the one before."""
+        """The exit that matched last (depth, code, whether ``codes`` ran): the first
+        guess without a key, or for a key not seen yet, as most calls come the
+        same way as the one before."""
         self._by_key: dict[int, tuple[int, CodeType | None, bool]] = {}
-        """hash(key) -> the exit that matched for it last, looked at second. Kept by
+        """hash(key) -> the exit that matched for it last: the first guess. Kept by
         hash, so that no SQL string is kept alive; two keys sharing a hash only
         share a guess, which is checked like any other."""
 
@@ -202,7 +204,8 @@ class CallSiteFinder:
     def find(self, depth: int, key: object = None) -> CallSite | None:
         """The call site, ``depth`` frames up, as ``find_call_site(depth)`` would
         find it called from the same place."""
-        exit_depth, exit_code, _ = self._last
+        guess = self._last if key is None else self._by_key.get(hash(key), self._last)
+        exit_depth, exit_code, _ = guess
         try:
             frame = sys._getframe(exit_depth)
         except ValueError:
@@ -222,7 +225,8 @@ class CallSiteFinder:
     def find_noting(self, depth: int, key: object = None) -> tuple[CallSite | None, bool]:
         """``find``, and whether one of ``codes`` ran below the application's frame.
         (Use one finder with one of the two methods: their frames are its depths.)"""
-        exit_depth, exit_code, seen = self._last
+        guess = self._last if key is None else self._by_key.get(hash(key), self._last)
+        exit_depth, exit_code, seen = guess
         try:
             frame = sys._getframe(exit_depth)
         except ValueError:
@@ -240,24 +244,9 @@ class CallSiteFinder:
         return self._search(depth, key)
 
     def _search(self, depth: int, key: object) -> tuple[CallSite | None, bool]:
-        """The key's last exit, every learned exit, then the full walk, which learns
-        one. This frame is one below ``find``'s: depths seen from there are one more
-        here."""
+        """Every learned exit, then the full walk, which learns one. This frame is
+        one below ``find``'s: depths seen from there are one more here."""
         getframe = sys._getframe
-        if key is not None:
-            hint = self._by_key.get(hash(key))
-            if hint is not None:
-                exit_depth, exit_code, seen = hint
-                try:
-                    exit_frame = getframe(exit_depth + 1)
-                except ValueError:
-                    pass
-                else:
-                    if exit_frame.f_code is exit_code:
-                        site = _site_above(exit_frame)
-                        if site is not None:
-                            self._last = hint
-                            return site, seen
         for exit_depth, codes in self._exits.items():
             try:
                 exit_frame = getframe(exit_depth + 1)
