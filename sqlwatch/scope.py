@@ -231,12 +231,17 @@ class Scope:
             keep = self.options.capture_params
         return to_statement(execution, with_params=keep)
 
-    def has_exporters(self, tracker: Any) -> bool:
-        """Whether an ``emit`` for this engine's statement reaches any exporter:
-        a payload nobody receives need not be built."""
+    def exporters_for(self, tracker: Any) -> tuple[Any, ...]:
+        """Who an ``emit`` for this engine's statement reaches: the process-wide
+        scope tells each engine's own exporters, any other scope its own."""
         if self.process_wide and tracker is not None:
-            return bool(tracker.exporters)
-        return bool(self.exporters)
+            return tracker.exporters  # type: ignore[no-any-return]
+        return self.exporters
+
+    def has_exporters(self, tracker: Any) -> bool:
+        """Whether an ``emit`` reaches any exporter: a payload nobody receives
+        need not be built."""
+        return bool(self.exporters_for(tracker))
 
     def emit(self, hook: str, payload: Any, tracker: Any) -> None:
         """Queue an exporter call; made once the scope's lock is released."""
@@ -250,10 +255,7 @@ class Scope:
 
     def _deliver(self, outbox: list[tuple[str, Any, Any]]) -> None:
         for hook, payload, tracker in outbox:
-            exporters = (
-                tracker.exporters if self.process_wide and tracker is not None else self.exporters
-            )
-            for exporter in exporters:
+            for exporter in self.exporters_for(tracker):
                 try:
                     getattr(exporter, hook)(payload, self.name)
                 except Exception as exc:

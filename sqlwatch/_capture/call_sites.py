@@ -19,11 +19,9 @@ from types import CodeType, FrameType
 __all__ = [
     "CallSite",
     "CallSiteFinder",
-    "call_site_from",
     "classified_internal",
     "find_call_site",
     "format_call_site",
-    "is_internal_file",
     "split_call_site",
 ]
 
@@ -57,8 +55,9 @@ _MAX_CACHED = 50_000
 _is_internal_file: dict[str, bool] = {}
 """Keyed by file name: a ``str`` caches its hash, a code object does not."""
 classified_internal = _is_internal_file.get
-"""``is_internal_file`` as far as it is known already (``None``: not classified
-yet), in one C call: for hot paths that fall back to a walk on ``None``."""
+"""Whether code in a file is sqlwatch's, SQLAlchemy's or the stdlib's, as far as
+it is known already (``None``: not classified yet), in one C call: for hot paths
+that fall back to a walk on ``None``."""
 _formatted: dict[CallSite, str] = {}
 _sites_at: dict[tuple[int, int], tuple[CodeType, CallSite]] = {}
 """(id(code), instruction offset) -> (the code, its call site). A frame's line
@@ -104,12 +103,6 @@ def find_call_site(depth: int = 2) -> CallSite | None:
         frame = sys._getframe(depth)
     except ValueError:  # a stack shorter than the frames known to be SQLAlchemy's
         frame = None
-    return call_site_from(frame)
-
-
-def call_site_from(frame: FrameType | None) -> CallSite | None:
-    """``find_call_site`` from a frame the caller already holds (the pool tracker
-    skips the frames it knows to be SQLAlchemy's without materializing them)."""
     return _first_outside(frame) or _find_in_parent_greenlet()
 
 
@@ -315,12 +308,6 @@ def _site_above(exit_frame: FrameType) -> CallSite | None:
         if _is_internal_file.get(code.co_filename) is False:
             return _site_at(caller, code)
     return None
-
-
-def is_internal_file(filename: str) -> bool:
-    """Whether code in ``filename`` is sqlwatch's, SQLAlchemy's or the stdlib's."""
-    internal = _is_internal_file.get(filename)
-    return _classify(filename) if internal is None else internal
 
 
 def _find_in_parent_greenlet() -> CallSite | None:
