@@ -14,7 +14,14 @@ import itertools
 from contextvars import ContextVar, Token
 from typing import Any, NamedTuple
 
-__all__ = ["EMPTY_CHAIN", "ScopeChain", "current_chain", "pop_scope", "push_scope"]
+__all__ = [
+    "EMPTY_CHAIN",
+    "ScopeChain",
+    "current_chain",
+    "finding_from_elsewhere",
+    "pop_scope",
+    "push_scope",
+]
 
 
 class ScopeChain(NamedTuple):
@@ -37,6 +44,11 @@ class ScopeChain(NamedTuple):
 EMPTY_CHAIN = ScopeChain((), False, False, False, (), float("inf"))
 
 current_chain: ContextVar[ScopeChain] = ContextVar("sqlwatch_scopes", default=EMPTY_CHAIN)
+
+finding_from_elsewhere: ContextVar[bool] = ContextVar("sqlwatch_elsewhere", default=False)
+"""True while exporters are told of a finding whose statement ran in another
+thread or task: whichever thread processes a batch reports what it found, and
+an exporter that decorates "the current span" must leave that span alone."""
 
 _unit_serials = itertools.count(1)
 

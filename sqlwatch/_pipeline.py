@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlwatch._capture.call_sites import CallSite
 from sqlwatch._capture.execution import Execution, RawExecution
+from sqlwatch._context import current_chain
 from sqlwatch._guard import report_internal_error
 from sqlwatch._rss import SAMPLER as RSS_SAMPLER
 
@@ -115,13 +116,18 @@ class Pipeline:
         """Whether statements outside any scope are counted (``Counted``)."""
         self.trackers: list[EngineTracker] = []
         """Attached engine trackers, whose counted statements ``fold_all`` folds."""
+        self._origin: RawExecution | None = None
+        """The statement whose capture asked for the flush under way (its thread
+        runs the flush), for ``ran_here``."""
 
-    def flush(self) -> None:
-        """Process everything captured so far (any thread's)."""
+    def flush(self, origin: RawExecution | None = None) -> None:
+        """Process everything captured so far (any thread's). ``origin``: the
+        statement just captured in this thread that made the listener flush."""
         pending = self.pending
         if not pending:
             return
         with self.lock:
+            self._origin = origin
             popleft = pending.popleft
             batch: list[Execution] = []
             by_scope: dict[Scope, list[Execution]] = {}
@@ -146,7 +152,22 @@ class Pipeline:
                     scope.add_batch(executions)
                 except Exception as exc:  # flush runs in the app's call: never raise there
                     report_internal_error("scope aggregation", exc)
+            self._origin = None
         RSS_SAMPLER.maybe_sample()  # rate-limited: a comparison unless 50 ms have passed
+
+    def ran_here(self, execution: Execution) -> bool:
+        """Whether a statement being processed ran in the current thread or task:
+        in the same unit of work (the outermost scope open around it), or, outside
+        any scope, the very statement that made this thread flush. Called while
+        the batch is processed."""
+        if execution.unit:
+            return execution.unit == current_chain.get().unit
+        origin = self._origin
+        return (
+            origin is not None
+            and origin.start_ns == execution.start_ns
+            and origin.tracker is execution.tracker
+        )
 
     # -- counted statements --------------------------------------------------
 

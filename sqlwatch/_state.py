@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 from sqlwatch._capture.orm import OrmHooks
 from sqlwatch._capture.sessions import SessionListener
 from sqlwatch._guard import report_internal_error
-from sqlwatch._pipeline import PIPELINE
+from sqlwatch._pipeline import PIPELINE, process
 from sqlwatch.exporters.base import StatementEvent
 
 if TYPE_CHECKING:
     from sqlwatch._capture.engine import EngineTracker
-    from sqlwatch._capture.execution import RawExecution
+    from sqlwatch._capture.execution import Execution, RawExecution
 
 __all__ = ["STATE", "export_statement"]
 
@@ -35,18 +35,26 @@ class _State:
 STATE = _State()
 
 
-def export_statement(raw: RawExecution, exporters: tuple[Any, ...]) -> None:
-    """Give one statement to the per-statement exporters, in the app's thread.
+def export_statement(
+    raw: RawExecution, exporters: tuple[Any, ...], with_params: tuple[Any, ...] = ()
+) -> None:
+    """Give one statement to the per-statement exporters, in the app's thread;
+    bound parameters only to the exporters in ``with_params``.
 
     Runs for every statement of an engine with exporters: an ``import`` here
     would cost more than an exporter's whole ``statement_enabled()`` check.
     """
-    event: StatementEvent | None = None
+    execution: Execution | None = None
+    events: dict[bool, StatementEvent] = {}
     for exporter in exporters:
         try:
             if exporter.statement_enabled():
+                if execution is None:
+                    execution = process(raw)
+                keep = any(exporter is chosen for chosen in with_params)
+                event = events.get(keep)
                 if event is None:
-                    event = StatementEvent(raw)
+                    event = events[keep] = StatementEvent(execution, with_params=keep)
                 exporter.on_statement(event)
         except Exception as exc:
             report_internal_error(f"exporter {type(exporter).__name__}.on_statement", exc)

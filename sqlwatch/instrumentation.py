@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.base import OptionEngineMixin
 
 from sqlwatch._capture.engine import EngineTracker, engine_name
 from sqlwatch._capture.pool import attach_pool_tracker
@@ -71,15 +72,23 @@ class Instrumentation:
 
 
 def _sync_engine(engine: object) -> Engine:
-    if isinstance(engine, Engine):
-        return engine
-    sync_engine = getattr(engine, "sync_engine", None)  # an AsyncEngine
-    if isinstance(sync_engine, Engine):
-        return sync_engine
-    raise TypeError(
-        "sqlwatch.instrument() needs a SQLAlchemy Engine or AsyncEngine, "
-        f"got {type(engine).__name__}"
-    )
+    """The engine whose dialect and pool run the statements of ``engine``.
+
+    An engine made by ``engine.execution_options(...)`` shares its parent's
+    dialect and pool, where sqlwatch's listeners sit: it is the parent engine
+    for sqlwatch, so that instrumenting both counts nothing twice.
+    """
+    if not isinstance(engine, Engine):
+        sync_engine = getattr(engine, "sync_engine", None)  # an AsyncEngine
+        if not isinstance(sync_engine, Engine):
+            raise TypeError(
+                "sqlwatch.instrument() needs a SQLAlchemy Engine or AsyncEngine, "
+                f"got {type(engine).__name__}"
+            )
+        engine = sync_engine
+    while isinstance(engine, OptionEngineMixin):
+        engine = engine._proxied
+    return engine
 
 
 _handles: dict[int, Instrumentation] = {}

@@ -25,6 +25,7 @@ from sqlwatch._capture.execution import (
     perf_to_epoch_ns,
     to_statement,
 )
+from sqlwatch._context import finding_from_elsewhere
 from sqlwatch._guard import report_internal_error
 from sqlwatch._pipeline import PIPELINE
 from sqlwatch._rss import current_rss
@@ -165,7 +166,7 @@ class Scope:
         self._max_kept = options.max_statements
         self._dropped = 0
         self._children = _ChildScopes()
-        self._outbox: list[tuple[str, Any, Any]] | None = None
+        self._outbox: list[tuple[str, Any, Any, bool]] | None = None
         self._resources = _Resources() if track_resources else None
         self.detectors = [factory(self) for factory in DETECTORS]
         self._per_statement = tuple(d for d in self.detectors if d.per_statement)
@@ -231,6 +232,10 @@ class Scope:
             keep = self.options.capture_params
         return to_statement(execution, with_params=keep)
 
+    def watches(self, engine_id: int) -> bool:
+        """Whether this engine's statements belong to the scope (``engines=``)."""
+        return self.engine_ids is None or engine_id in self.engine_ids
+
     def exporters_for(self, tracker: Any) -> tuple[Any, ...]:
         """Who an ``emit`` for this engine's statement reaches: the process-wide
         scope tells each engine's own exporters, any other scope its own."""
@@ -243,23 +248,30 @@ class Scope:
         need not be built."""
         return bool(self.exporters_for(tracker))
 
-    def emit(self, hook: str, payload: Any, tracker: Any) -> None:
-        """Queue an exporter call; made once the scope's lock is released."""
+    def emit(self, hook: str, payload: Any, tracker: Any, source: Execution | None = None) -> None:
+        """Queue an exporter call; made once the scope's lock is released.
+        ``source``: the statement that completed the finding, if it is one."""
         if self._outbox is None:
             self._outbox = []
-        self._outbox.append((hook, payload, tracker))
+        elsewhere = source is not None and not PIPELINE.ran_here(source)
+        self._outbox.append((hook, payload, tracker, elsewhere))
 
     def emit_now(self, hook: str, payload: Any, tracker: Any) -> None:
         """Call exporters at once (for callers that do not hold the lock)."""
-        self._deliver([(hook, payload, tracker)])
+        self._deliver([(hook, payload, tracker, False)])
 
-    def _deliver(self, outbox: list[tuple[str, Any, Any]]) -> None:
-        for hook, payload, tracker in outbox:
-            for exporter in self.exporters_for(tracker):
-                try:
-                    getattr(exporter, hook)(payload, self.name)
-                except Exception as exc:
-                    report_internal_error(f"exporter {type(exporter).__name__}.{hook}", exc)
+    def _deliver(self, outbox: list[tuple[str, Any, Any, bool]]) -> None:
+        for hook, payload, tracker, elsewhere in outbox:
+            token = finding_from_elsewhere.set(elsewhere) if elsewhere else None
+            try:
+                for exporter in self.exporters_for(tracker):
+                    try:
+                        getattr(exporter, hook)(payload, self.name)
+                    except Exception as exc:
+                        report_internal_error(f"exporter {type(exporter).__name__}.{hook}", exc)
+            finally:
+                if token is not None:
+                    finding_from_elsewhere.reset(token)
 
     def add_child(self, report: Report | ScopeRun) -> None:
         with self._lock:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EngineTracker", "engine_name"]
 
-ExportStatement = Callable[[RawExecution, tuple[Any, ...]], None]
+ExportStatement = Callable[[RawExecution, tuple[Any, ...], tuple[Any, ...]], None]
 
 _INSERTMANYVALUES = ExecuteStyle.INSERTMANYVALUES
 _FIRST_CALLER_FRAME = 5
@@ -61,11 +61,13 @@ is most of what a walk costs. ``tests/integration/test_capture.py`` runs every
 execution API against this on both supported SQLAlchemy versions."""
 
 
-def _nothing() -> None:
+def _nothing(origin: RawExecution | None = None) -> None:
     pass
 
 
-def _export_nothing(raw: RawExecution, exporters: tuple[Any, ...]) -> None:
+def _export_nothing(
+    raw: RawExecution, exporters: tuple[Any, ...], with_params: tuple[Any, ...]
+) -> None:
     pass
 
 
@@ -300,7 +302,7 @@ class EngineTracker:
                 ),
             )
             if for_exporters_only:
-                self._export_statement(raw, self.exporters)  # counted already, not kept
+                self._export(raw, chain)  # counted already, not kept
                 return True
             pending = self._pending
             pending.append(raw)
@@ -310,7 +312,7 @@ class EngineTracker:
                 or duration >= chain.slow_ns
                 or (orm is not None and self._urgent(orm, chain))
             ):
-                self._flush()
+                self._flush(raw)
             if chain.statement_exporters or (self.exporters and self._wanted_by_exporters()):
                 self._export(raw, chain)
         except Exception as error:
@@ -436,7 +438,7 @@ class EngineTracker:
                 or duration >= chain.slow_ns
                 or len(pending) >= BATCH
             ):
-                self._flush()
+                self._flush(raw)
             if chain.statement_exporters or (self.exporters and self._wanted_by_exporters()):
                 self._export(raw, chain)
         except Exception as error:
@@ -497,17 +499,22 @@ class EngineTracker:
         if process is not None and not process.reported_n_plus_one(key):
             return True
         for scope in chain.scopes:
-            engine_ids = scope.engine_ids
-            if (engine_ids is None or self.engine_id in engine_ids) and (
-                not scope.reported_n_plus_one(key)
-            ):
+            if scope.watches(self.engine_id) and not scope.reported_n_plus_one(key):
                 return True
         return False
 
     def _export(self, raw: RawExecution, chain: ScopeChain) -> None:
+        """Give the statement to the engine's exporters and to those of the open
+        scopes that watch this engine, each exporter once. An exporter sees bound
+        parameters only where a configuration that chose it has ``capture_params``:
+        a watch that keeps them for its own report does not hand them to the
+        engine's log."""
         exporters = self.exporters
-        if chain.statement_exporters:
-            exporters = exporters + tuple(
-                e for e in chain.statement_exporters if e not in exporters
-            )
-        self._export_statement(raw, exporters)
+        with_params = exporters if self.capture_params else ()
+        for scope in chain.scopes:
+            if scope.exporters and scope.watches(self.engine_id):
+                exporters += tuple(e for e in scope.exporters if e not in exporters)
+                if scope.options.capture_params:
+                    with_params += scope.exporters
+        if exporters:
+            self._export_statement(raw, exporters, with_params)

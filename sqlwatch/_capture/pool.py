@@ -521,9 +521,7 @@ class PoolTracker:
             return cached
         found = []
         for scope in chain.scopes:
-            if scope.closed or (
-                scope.engine_ids is not None and self.engine_id not in scope.engine_ids
-            ):
+            if scope.closed or not scope.watches(self.engine_id):
                 continue
             owner = scope.extensions.get(SCOPE_KEY)
             if owner is not None:

@@ -411,7 +411,7 @@ class NPlusOneDetector(Detector):
         loop.seen = None
         loop.sites = {}
         if new and finding is not _DROPPED and self.scope.has_exporters(execution.tracker):
-            self.scope.emit("on_n_plus_one", finding.record(), execution.tracker)
+            self.scope.emit("on_n_plus_one", finding.record(), execution.tracker, execution)
 
     # -- reporting ------------------------------------------------------------
 

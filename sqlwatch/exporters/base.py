@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlwatch._capture.execution import RawExecution, perf_to_epoch_ns, to_statement
-from sqlwatch._pipeline import process
+from sqlwatch._capture.execution import Execution, perf_to_epoch_ns, to_statement
 from sqlwatch.records import EngineInfo, Leak, NPlusOne, Statement, StatementInfo
 
 if TYPE_CHECKING:
@@ -26,17 +25,19 @@ class StatementEvent:
     first access and shared by every exporter.
     """
 
-    __slots__ = ("_execution", "_statement")
+    __slots__ = ("_execution", "_statement", "_with_params")
 
-    def __init__(self, raw: RawExecution) -> None:
-        # analysis is cached by SQL text: processing here is a lookup and a hash
-        self._execution = process(raw)
+    def __init__(self, execution: Execution, *, with_params: bool) -> None:
+        self._execution = execution
+        self._with_params = with_params
         self._statement: Statement | None = None
 
     @property
     def statement(self) -> Statement:
+        """The public record; ``params`` only where the exporter's configuration
+        has ``capture_params``."""
         if self._statement is None:
-            self._statement = to_statement(self._execution)
+            self._statement = to_statement(self._execution, with_params=self._with_params)
         return self._statement
 
     @property

@@ -61,7 +61,7 @@ from sqlalchemy.pool import QueuePool
 
 from sqlwatch._capture.call_sites import CallSite, split_call_site
 from sqlwatch._capture.execution import perf_to_epoch_ns
-from sqlwatch._context import current_chain
+from sqlwatch._context import current_chain, finding_from_elsewhere
 from sqlwatch._guard import report_internal_error
 from sqlwatch._histogram import GAMMA
 from sqlwatch._version import __version__
@@ -621,7 +621,7 @@ class OTelExporter(Exporter):
             chain = current_chain.get()
             if self in chain.statement_exporters:
                 for scope in chain.scopes:
-                    if self in scope.exporters:
+                    if self in scope.exporters and scope.watches(tracker.engine_id):
                         threshold = min(threshold, scope.options.span_min_duration_ms * 1e6)
         return threshold
 
@@ -638,8 +638,8 @@ class OTelExporter(Exporter):
         instruments = self._instruments
         if instruments is not None:
             instruments.n_plus_one.add(1, attributes)
-        if self._tracer is None:
-            return
+        if self._tracer is None or finding_from_elsewhere.get():
+            return  # no span, or the current one belongs to another thread's work
         span = trace_api.get_current_span()
         if not span.is_recording():
             return

@@ -439,6 +439,22 @@ def test_instrument_twice_returns_the_same_handle_and_counts_once(db: Engine) ->
     assert sqlwatch.report().query_count == 1
 
 
+def test_an_engine_with_other_execution_options_is_its_parent_for_sqlwatch(db: Engine) -> None:
+    """``engine.execution_options(...)`` shares the parent's dialect and pool:
+    instrumenting both, or watching either, counts each statement once."""
+    autocommit = db.execution_options(isolation_level="AUTOCOMMIT")
+    first = sqlwatch.instrument(db)
+    assert sqlwatch.instrument(autocommit) is first
+    assert sqlwatch.instrument(autocommit.execution_options(logging_token="x")) is first
+    with sqlwatch.watch(engines=[autocommit]) as w:
+        for engine in (db, autocommit):
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+    assert w.query_count == 2
+    assert sqlwatch.report().query_count == 2
+    assert list(sqlwatch.report().pools) == [first.name]
+
+
 DIALECT_HOOKS = {"do_execute", "do_executemany", "do_execute_no_params"}
 
 

@@ -9,6 +9,7 @@ read back through ``sqlwatch.watch``, so each span is checked against the
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.semconv.attributes import db_attributes
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.orm import Session
 
 import sqlwatch
@@ -346,9 +347,9 @@ def test_an_n_plus_one_is_processed_load_by_load_only_until_reported(
     flushes = [0]
     flush = tracker._flush
 
-    def counting_flush() -> None:
+    def counting_flush(origin: Any = None) -> None:
         flushes[0] += 1
-        flush()
+        flush(origin)
 
     monkeypatch.setattr(tracker, "_flush", counting_flush)
     with otel.tracer.start_as_current_span("GET /users") as request, sqlwatch.watch() as w:
@@ -413,3 +414,56 @@ def test_pool_wait_use_times_and_timeouts(engine: Engine, otel: OTel) -> None:
     finally:
         sqlwatch.reset()
         small.dispose()
+
+
+def test_a_watch_narrowed_to_one_engine_exports_only_that_engines_statements(
+    db: Engine, otel: OTel, tmp_path: Any
+) -> None:
+    other = create_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    sqlwatch.instrument(db, exporters=())
+    sqlwatch.instrument(other, exporters=())
+    with sqlwatch.watch(engines=[db], exporters=[otel.exporter]) as w:
+        with db.connect() as connection:
+            connection.execute(text("SELECT 1")).all()
+        with other.connect() as connection:
+            connection.execute(text("SELECT 2")).all()
+    other.dispose()
+    assert [s.sql for s in w.queries] == ["SELECT 1"]
+    assert [s.attributes["db.query.text"] for s in otel.spans()] == ["SELECT ?"]
+
+
+def test_an_n_plus_one_of_another_thread_stays_off_this_threads_span(
+    db: Engine, otel: OTel
+) -> None:
+    """A batch is processed by whichever thread flushes it: a loop found there
+    was not run under that thread's span, and its event must not land on it."""
+    sqlwatch.instrument(db, exporters=[otel.exporter])
+    looped, request_done = threading.Event(), threading.Event()
+
+    def job() -> None:  # no span: its loads wait in the batch
+        with sqlwatch.watch("job", exporters=[otel.exporter]) as w:
+            with Session(db) as session:
+                for user in session.scalars(select(User).order_by(User.id)).all():
+                    len(user.addresses)
+            looped.set()
+            request_done.wait(10)
+        findings.extend(w.report.n_plus_one)
+
+    findings: list[sqlwatch.NPlusOne] = []
+    thread = threading.Thread(target=job)
+    thread.start()
+    assert looped.wait(10)
+    with (
+        otel.tracer.start_as_current_span("GET /health"),
+        db.connect() as connection,
+        pytest.raises(Exception),  # noqa: B017  (a failed statement flushes the batch)
+    ):
+        connection.execute(text("SELECT * FROM missing_table"))
+    request_done.set()
+    thread.join(10)
+
+    assert [f.relationship for f in findings] == ["User.addresses"]
+    (request,) = [s for s in otel.memory.get_finished_spans() if s.name == "GET /health"]
+    assert [e.name for e in request.events] == []
+    counter = otel.collect()["sqlwatch.n_plus_one.count"]
+    assert sum(p.value for p in counter.data.data_points) >= 1  # still counted

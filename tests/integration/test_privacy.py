@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 import sqlwatch
+from sqlwatch.exporters import Exporter, StatementEvent
 from sqlwatch.exporters.json_report import JSONExporter
 from tests.integration.helpers import json_log_stream
 from tests.integration.otel_helpers import OTel, otel_sdk
@@ -100,3 +101,37 @@ def test_secrets_stay_in_the_process(
     assert watch_report.duplicates
     assert any("name = ?" in s.sql for s in watch_report.statements)
     assert sqlwatch.Report.load(tmp_path / "process.json").query_count >= 7
+
+
+class RecordingExporter(Exporter):
+    """Keeps the statements it is given, parameters and all."""
+
+    def __init__(self) -> None:
+        self.statements: list[sqlwatch.Statement] = []
+
+    def statement_enabled(self) -> bool:
+        return True
+
+    def on_statement(self, event: StatementEvent) -> None:
+        self.statements.append(event.statement)
+
+
+def test_a_watch_that_keeps_parameters_gives_them_only_to_its_own_exporters(
+    engine: Engine, log_lines: io.StringIO
+) -> None:
+    """``capture_params`` is chosen per configuration: a watch that keeps
+    parameters for its report (and its own exporter) must not hand them to the
+    engine's log, which was set up without them."""
+    engine_exporter, watch_exporter = RecordingExporter(), RecordingExporter()
+    sqlwatch.instrument(engine, exporters=["logging", engine_exporter])
+    watch = sqlwatch.watch(capture_params=True, exporters=[watch_exporter])
+    with watch as w, engine.connect() as connection:
+        connection.execute(text("SELECT :pw"), {"pw": BOUND_SECRET}).all()
+
+    assert BOUND_SECRET not in log_lines.getvalue()
+    assert '"kind": "statement"' in log_lines.getvalue()  # the statement was logged
+    (seen_by_engine,) = engine_exporter.statements
+    assert seen_by_engine.params is None
+    (seen_by_watch,) = watch_exporter.statements
+    assert BOUND_SECRET in str(seen_by_watch.params)
+    assert BOUND_SECRET in str(w.queries[0].params)  # the watch's own report keeps them
