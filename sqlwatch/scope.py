@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from time import perf_counter_ns
 from typing import Any, NamedTuple
 
@@ -147,6 +147,10 @@ class Scope:
         track_resources: bool = True,
     ) -> None:
         self.name = name
+        self.naming: Callable[[], str] | None = None
+        """Where the name comes from while it may still change (a request's route,
+        known once the framework has routed it): read each time exporters are told
+        something, so a finding is reported under the name the scope will end with."""
         self.options = options
         self.process_wide = process_wide
         self.track_resources = track_resources
@@ -261,6 +265,11 @@ class Scope:
         self._deliver([(hook, payload, tracker, False)])
 
     def _deliver(self, outbox: list[tuple[str, Any, Any, bool]]) -> None:
+        if self.naming is not None:
+            try:
+                self.name = self.naming()
+            except Exception as exc:
+                report_internal_error("scope naming", exc)
         for hook, payload, tracker, elsewhere in outbox:
             token = finding_from_elsewhere.set(elsewhere) if elsewhere else None
             try:

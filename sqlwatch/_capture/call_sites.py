@@ -352,7 +352,9 @@ def format_call_site(site: CallSite | None) -> str | None:
 
 def split_call_site(text: str) -> tuple[str, int | None, str | None]:
     """``(path, line, function)`` from a formatted call site, for exporters."""
-    location, _, function = text.partition(" in ")
+    location, _, function = text.rpartition(" in ")  # a path may hold " in ", a name not
+    if not location:
+        location, function = text, ""
     path, _, line = location.rpartition(":")
     if not path or not line.isdigit():
         return text, None, function or None

@@ -18,14 +18,17 @@ sqlwatch.
 from __future__ import annotations
 
 import logging
+import re
+import sys
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from time import perf_counter_ns
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.engine.interfaces import ExecuteStyle
 
@@ -48,6 +51,7 @@ __all__ = ["EngineTracker", "engine_name"]
 ExportStatement = Callable[[RawExecution, tuple[Any, ...], tuple[Any, ...]], None]
 
 _INSERTMANYVALUES = ExecuteStyle.INSERTMANYVALUES
+_EXEC_INSERTMANY = getattr(getattr(Connection, "_exec_insertmany_context", None), "__code__", None)
 _FIRST_CALLER_FRAME = 5
 """Where the call-site walk starts, seen from the listener (``sys._getframe`` depth
 in ``find_call_site`` called by the listener). Above the listener, three frames
@@ -71,9 +75,56 @@ def _export_nothing(
     pass
 
 
+_SECRET_QUERY_KEY = re.compile(r"pass|pwd|secret|token|key|auth|credential", re.IGNORECASE)
+"""Query-string parameters that may hold a credential (``?password=``,
+``sslpassword``, ``api_key``...): masked like the URL's password."""
+
+
 def engine_name(engine: Engine) -> str:
-    """The engine's URL with the password masked."""
-    return engine.url.render_as_string(hide_password=True)
+    """The engine's URL with the password masked, in the query string too."""
+    url = engine.url
+    secrets = [key for key in url.query if _SECRET_QUERY_KEY.search(key)]
+    if not secrets:
+        return url.render_as_string(hide_password=True)
+    masked = url.update_query_dict(dict.fromkeys(secrets, "***"))
+    return masked.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def _page_rows(context: ExecutionContext) -> int:
+    """The rows of the "insertmanyvalues" INSERT being sent now.
+
+    SQLAlchemy sends a large batch as pages of ``insertmanyvalues_page_size`` rows,
+    each its own statement (and span). The page is a local variable of the
+    ``Connection`` method that calls the dialect, and exists nowhere else; it is
+    read from that frame, a few frames up (only for these INSERTs: a bulk insert
+    page costs milliseconds, this a microsecond). Where a SQLAlchemy version
+    hides it: the batch's total.
+    """
+    try:
+        frame: FrameType | None = sys._getframe(2)
+    except ValueError:
+        frame = None
+    for _ in range(4):
+        if frame is None:
+            break
+        if frame.f_code is _EXEC_INSERTMANY:
+            size = getattr(frame.f_locals.get("imv_batch"), "current_batch_size", None)
+            if type(size) is int:
+                return size
+            break
+        frame = frame.f_back
+    return len(context.parameters)
+
+
+def _driver_error(exc: BaseException) -> type[BaseException]:
+    """The class of the driver's own exception. SQLAlchemy's adapters for async
+    drivers (asyncpg) raise their own class with the driver's exception as the
+    cause: ``ProgrammingError`` says less than ``UndefinedTableError``, and only
+    the driver's class carries PostgreSQL's SQLSTATE."""
+    cause = exc.__cause__
+    if cause is not None and type(exc).__module__.startswith("sqlalchemy."):
+        return type(cause)
+    return type(exc)
 
 
 def engine_info(engine: Engine, name: str) -> EngineInfo:
@@ -294,7 +345,7 @@ class EngineTracker:
                     start,
                     duration,
                     cursor.rowcount or self._zero_rowcount(cursor),
-                    len(context.parameters) if context.execute_style is _INSERTMANYVALUES else 0,
+                    _page_rows(context) if context.execute_style is _INSERTMANYVALUES else 0,
                     site,
                     orm,
                     None,
@@ -400,7 +451,7 @@ class EngineTracker:
             return  # not from an engine (SQLAlchemy always passes the context)
         try:
             if not batch and context.execute_style is _INSERTMANYVALUES:
-                batch = len(context.parameters)  # one multi-row INSERT of a batch
+                batch = _page_rows(context)  # one multi-row INSERT of a batch
             load_options = context.execution_options.get(LOAD_OPTIONS)
             orm = None if load_options is None else describe_load(load_options, context)
             if orm is None:
@@ -425,7 +476,7 @@ class EngineTracker:
                     batch,
                     site,
                     orm,
-                    None if exc is None else type(exc),
+                    None if exc is None else _driver_error(exc),
                     chain,
                 ),
             )

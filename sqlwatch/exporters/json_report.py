@@ -37,7 +37,9 @@ class JSONExporter(Exporter):
     """Write reports to ``path`` as JSON (see ``sqlwatch.Report.load`` to read them)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self.path = Path(path).absolute()
+        """Made absolute now: a relative path names a file in the working directory
+        of the moment the exporter is made, not of the moment of exit."""
         _install_engine_extension()
 
     def on_scope_end(self, report: Report) -> None:

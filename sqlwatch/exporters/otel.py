@@ -651,7 +651,8 @@ class OTelExporter(Exporter):
         if finding.call_site:
             attributes[SQLWATCH_CALL_SITE] = finding.call_site
             path, line, function = split_call_site(finding.call_site)
-            attributes[CODE_FILE_PATH] = path
+            # absolute, as on the statement spans (reports show it relative)
+            attributes[CODE_FILE_PATH] = path if path.startswith("<") else os.path.abspath(path)
             if line is not None:
                 attributes[CODE_LINE_NUMBER] = line
             if function:

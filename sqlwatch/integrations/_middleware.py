@@ -8,7 +8,7 @@ request would cost more than everything else the middleware does).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypedDict
 
 from sqlwatch._context import pop_scope, push_scope
@@ -92,19 +92,33 @@ class RequestWatch(Watch):
 
     _track_resources = False
 
-    def __init__(self, name: str, options: MiddlewareOptions) -> None:  # no re-validation
-        self.name = name
+    def __init__(
+        self, naming: Callable[[], str], options: MiddlewareOptions
+    ) -> None:  # no re-validation
+        self.name = naming()
         self.options = options.watch_options
         self._engine_ids = options.engine_ids
+        self._naming = naming
         self._scope = None
         self._token = None
 
-    def rename(self, name: str) -> None:
-        """The route template is known only once the framework has routed the request."""
-        self.name = name
+    def __enter__(self) -> RequestWatch:
+        super().__enter__()
+        if self._scope is not None:
+            self._scope.naming = self._naming
+        return self
+
+    def rename(self) -> None:
+        """The route template is known only once the framework has routed the
+        request: ``naming`` says the path until then, the template after (and a
+        finding reported in between already goes out under the template). Called
+        once the response starts, it fixes the name: a framework may forget its
+        route when the application returns (Flask), before a body is iterated."""
+        name = self.name = self._naming()
         scope = self._scope
         if scope is not None:
             scope.name = name
+            scope.naming = None
 
     def totals(self) -> tuple[int, int]:
         scope = self._scope

@@ -76,7 +76,7 @@ class SQLWatchMiddleware:
             return
         method = scope.get("method", "GET")
         try:
-            watch = RequestWatch(f"{method} {scope.get('path', '')}", self._options)
+            watch = RequestWatch(lambda: f"{method} {_route_name(scope)}", self._options)
             watch.__enter__()
         except Exception as exc:
             report_internal_error("ASGI middleware: opening the request's watch", exc)
@@ -90,7 +90,7 @@ class SQLWatchMiddleware:
             if message["type"] == "http.response.start" and not named:
                 named = True
                 try:
-                    watch.rename(f"{method} {_route_name(scope)}")
+                    watch.rename()
                     if header:
                         count, total_ns = watch.totals()
                         message = {
@@ -109,7 +109,7 @@ class SQLWatchMiddleware:
         finally:
             try:
                 if not named:  # no response started (the app raised): routed all the same
-                    watch.rename(f"{method} {_route_name(scope)}")
+                    watch.rename()
                 watch.__exit__(None, None, None)
             except Exception as exc:
                 report_internal_error("ASGI middleware: closing the request's watch", exc)

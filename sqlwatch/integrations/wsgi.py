@@ -117,14 +117,17 @@ class _Request:
         self.environ = environ
         self.method = environ.get("REQUEST_METHOD", "GET")
         self.named = False
-        self.watch = RequestWatch(f"{self.method} {_path(environ)}", options)
+        self.watch = RequestWatch(self._name, options)
         self.watch.__enter__()
+
+    def _name(self) -> str:
+        return f"{self.method} {_route_name(self.environ)}"
 
     def name(self) -> None:
         """At ``start_response``: Flask's request (and its rule) is gone once the
         application has returned."""
         self.named = True
-        self.watch.rename(f"{self.method} {_route_name(self.environ)}")
+        self.watch.rename()
 
     def finish(self) -> None:
         try:

@@ -4,6 +4,7 @@ app, through an in-process HTTP client (``httpx.ASGITransport``) on SQLite."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -266,6 +267,58 @@ async def test_an_n_plus_one_endpoint_is_named_with_relationship_and_call_site(d
     assert finding.count == 3
     assert "selectinload(User.addresses)" in finding.suggestion
     assert [f.relationship for f in sqlwatch.report().n_plus_one] == ["User.addresses"]
+
+
+class ScopeNames(sqlwatch.exporters.Exporter):
+    """The scope names findings are reported under, as an exporter sees them."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def on_n_plus_one(self, finding: sqlwatch.NPlusOne, scope: str) -> None:
+        self.names.append(scope)
+
+    def on_slow_query(self, statement: sqlwatch.Statement, scope: str) -> None:
+        self.names.append(scope)
+
+
+async def test_findings_during_a_request_go_out_under_its_route_template(db: Engine) -> None:
+    """A slow query is reported while the endpoint still runs, before the
+    response starts: under the route template already (never the raw path, one
+    name per URL), and the logging exporter warns again on the next request."""
+    names = ScopeNames()
+
+    def slow_user(request: Request) -> Response:
+        with db.connect() as connection:
+            connection.execute(text("SELECT 1")).all()  # every statement slow: slow_query_ms=0
+        return PlainTextResponse("ok")
+
+    app = SQLWatchMiddleware(
+        Starlette(routes=[Route("/users/{id}", slow_user)]),
+        slow_query_ms=0,
+        exporters=[names, "logging"],
+    )
+    warnings: list[str] = []
+    handler = _ListHandler(warnings)
+    logger = logging.getLogger("sqlwatch")
+    logger.addHandler(handler)
+    try:
+        async with client(app) as http:
+            for user_id in (1, 2, 3):
+                assert (await http.get(f"/users/{user_id}")).status_code == 200
+    finally:
+        logger.removeHandler(handler)
+    assert names.names == ["GET /users/{id}"] * 3
+    assert len([w for w in warnings if w.startswith("slow query")]) == 3
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.messages = messages
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 # -- options -----------------------------------------------------------------------------------

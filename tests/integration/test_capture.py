@@ -346,6 +346,18 @@ def test_engine_name_masks_the_password_without_connecting() -> None:
     assert "tiger-secret" not in repr(handle)
 
 
+def test_engine_name_masks_credentials_given_in_the_query_string() -> None:
+    engine = create_engine(
+        "postgresql+psycopg://scott@db.example.com/app"
+        "?password=tiger-secret&sslpassword=key-secret&application_name=shop"
+    )
+    handle = sqlwatch.instrument(engine)
+    assert "secret" not in handle.name
+    assert "password=***" in handle.name
+    assert "sslpassword=***" in handle.name
+    assert "application_name=shop" in handle.name  # the rest stays readable
+
+
 @pytest.mark.postgres
 def test_statements_never_carry_the_password(postgres_url: str) -> None:
     from sqlalchemy.engine import make_url

@@ -100,7 +100,9 @@ async def test_async_error_reaches_the_app_untouched(adb: AsyncEngine) -> None:
 
     assert seen == [caught.value.orig]
     [statement] = w.queries
-    assert statement.error == type(caught.value.orig).__name__
+    # the driver's own exception (asyncpg's, under SQLAlchemy's adapter class)
+    driver_error = caught.value.orig.__cause__ or caught.value.orig
+    assert statement.error == type(driver_error).__name__
     assert w.report.errors == {statement.error: 1}
 
 

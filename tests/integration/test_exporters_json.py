@@ -124,6 +124,25 @@ def test_process_wide_report_written_at_exit(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".at-exit")] == []
 
 
+def test_a_relative_path_is_where_the_working_directory_was_when_instrumenting(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    _run(
+        tmp_path,
+        f"""
+        import os
+        os.chdir({str(tmp_path)!r})
+        sqlwatch.instrument(engine, exporters=["json:relative.json"])
+        os.chdir("elsewhere")  # the application moves on before it exits
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        """,
+    )
+    assert sqlwatch.Report.load(tmp_path / "relative.json").query_count == 1
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
 def test_reset_unregisters_the_exit_write(tmp_path: Path) -> None:
     target = tmp_path / "never.json"
     _run(

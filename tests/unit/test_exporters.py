@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import sqlwatch
+from sqlwatch._capture.call_sites import split_call_site
 from sqlwatch._capture.sqlcommenter import with_traceparent
 from sqlwatch.exporters import log as log_module
 from sqlwatch.exporters.log import LoggingExporter
@@ -108,6 +110,56 @@ def test_json_formatter_keeps_extras_and_stringifies_the_rest() -> None:
     assert payload["obj"] == "opaque!"
     assert "args" not in payload
     assert "msg" not in payload
+
+
+def _strict_json(line: str) -> object:
+    def reject(constant: str) -> object:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(line, parse_constant=reject)
+
+
+def test_json_formatter_writes_strict_json_whatever_the_extra_values() -> None:
+    """An application's own records pass through the same handler: values JSON
+    cannot hold (NaN, tuple keys, a structure holding itself) must not make the
+    line unreadable or the formatter raise."""
+    circular: dict[str, object] = {}
+    circular["self"] = circular
+    extra = {
+        "ratio": float("nan"),
+        "limit": float("-inf"),
+        "by_pair": {(1, 2): "v"},
+        "tags": {"a"},
+        "raw": b"\xff",
+        "loop": circular,
+        "sqlwatch": {"duration_ms": float("inf")},
+    }
+    record = logging.getLogger("app").makeRecord(
+        "app", logging.INFO, __file__, 1, "done %s", ("job",), None, extra=extra
+    )
+    line = sqlwatch.JSONFormatter().format(record)
+    data = _strict_json(line)
+    assert isinstance(data, dict)
+    assert data["message"] == "done job"
+    assert data["ratio"] == "nan"
+    assert data["limit"] == "-inf"
+    assert data["by_pair"] == {"(1, 2)": "v"}
+    assert data["tags"] == ["a"]
+    assert data["raw"] == "b'\\xff'"
+    assert data["loop"] == {"self": "..."}
+    assert data["sqlwatch"] == {"duration_ms": "inf"}
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("app/views.py:42 in list_users", ("app/views.py", 42, "list_users")),
+        ("/srv/work in progress/app.py:7 in main", ("/srv/work in progress/app.py", 7, "main")),
+        ("<string>:3 in <module>", ("<string>", 3, "<module>")),
+    ],
+)
+def test_split_call_site(text: str, parts: tuple[str, int, str]) -> None:
+    assert split_call_site(text) == parts
 
 
 def test_json_formatter_exception() -> None:
@@ -261,7 +313,7 @@ def test_n_plus_one_event_and_counter_on_the_current_span() -> None:
         "sqlwatch.fingerprint": "abc123",
         "sqlwatch.call_site": "app/views.py:42 in list_users",
         "db.query.text": "SELECT * FROM addresses WHERE user_id = ?",
-        "code.file.path": "app/views.py",
+        "code.file.path": os.path.abspath("app/views.py"),  # absolute, as on spans
         "code.line.number": 42,
         "code.function.name": "list_users",
     }
