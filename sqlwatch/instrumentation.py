@@ -9,13 +9,15 @@ test or per request would miss statements).
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.base import OptionEngineMixin
 
 from sqlwatch._capture.engine import EngineTracker, engine_name
-from sqlwatch._capture.pool import attach_pool_tracker
+from sqlwatch._capture.pool import attach_pool_tracker, pool_tracker_of
+from sqlwatch._guard import report_internal_error
 from sqlwatch._state import STATE, export_statement
 from sqlwatch.config import Options
 from sqlwatch.exporters import resolve_exporters
@@ -160,7 +162,24 @@ def process_report() -> Report:
     scope = STATE.pipeline.process_scope
     if scope is None:
         return Report()
+    _deliver_pending_leaks()
     return scope.snapshot()
+
+
+def _deliver_pending_leaks() -> None:
+    """Tell the exporters of leaks found where they could not run (a connection
+    the garbage collector took) or due now, before the report lists them: the
+    report is built under locks where no exporter may be called."""
+    now = perf_counter_ns()
+    for tracker in list(STATE.trackers.values()):
+        pools = pool_tracker_of(tracker)
+        if pools is None:
+            continue
+        try:
+            pools.drain()
+            pools.scan(now, defer=False)
+        except Exception as exc:
+            report_internal_error("leak delivery", exc)
 
 
 def reset() -> None:

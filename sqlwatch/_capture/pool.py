@@ -36,8 +36,18 @@ Leaks are found without a background thread: ``long_held`` when the connection
 comes back, on a checkout at most every 50 ms (``MAINTENANCE_NS``), and when
 a report is taken; ``unreturned`` when a scope closes; ``garbage_collected``
 when the pool takes back a record whose proxy is dead. Exporters hear of a leak
-found inside a garbage-collector callback or while a report is built at
-a later checkout or scope close, never from inside the collector or a scope's lock.
+found inside a garbage-collector callback or while a report is built at the
+engine's next checkout or scope close, never from inside the collector or a
+scope's lock: queueing such a leak brings the next maintenance forward
+(``next_tick = 0``), so the checkout path needs no check of its own.
+
+A scope's figures are frozen when it closes (``close_scope``): a connection it
+checked out and that comes back later, or a checkout made afterwards by a thread
+or task that inherited its context, changes nothing in them.
+
+A pool assigned to ``engine.pool`` by hand has no hook to announce it: it is
+found, wrapped and described (``PoolInfo``) by ``refresh``, at every scope's
+start and end and whenever a report is built.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ from time import perf_counter_ns
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool, QueuePool, SingletonThreadPool
@@ -263,17 +274,25 @@ class PoolTracker:
         self.active = True
         self.next_tick = 0
         self._pools: list[weakref.ref[Pool]] = []
+        self._live: weakref.ref[Pool] | None = None
+        """The pool ``info`` describes: ``engine.pool`` when ``refresh`` last looked."""
         self._chain: tuple[ScopeChain | None, tuple[PoolCounters, ...]] = (None, ())
 
     # -- attaching ----------------------------------------------------------
 
+    def _events(self) -> tuple[tuple[str, Callable[..., None]], ...]:
+        return (
+            ("connect", self._on_connect),
+            ("invalidate", self._on_invalidate),
+            ("soft_invalidate", self._on_invalidate),
+            ("detach", self._on_detach),
+        )
+
     def attach(self, engine: Engine) -> None:
-        tracker = self.tracker
-        tracker.listen(engine, "connect", self._on_connect)
-        tracker.listen(engine, "invalidate", self._on_invalidate)
-        tracker.listen(engine, "soft_invalidate", self._on_invalidate)
-        tracker.listen(engine, "detach", self._on_detach)
+        for identifier, fn in self._events():
+            self.tracker.listen(engine, identifier, fn)
         self._wrap(engine.pool)
+        self._live = weakref.ref(engine.pool)
 
     def _wrap(self, pool: Pool) -> None:
         if "connect" in vars(pool):
@@ -308,6 +327,7 @@ class PoolTracker:
             if pool is not None:
                 for name in ("connect", "_return_conn", "recreate"):
                     vars(pool).pop(name, None)
+                self._unlisten(pool)
         self._pools = []
         with self.lock:
             entries = list(self.outstanding.values())
@@ -322,10 +342,42 @@ class PoolTracker:
         return [pool for pool in (ref() for ref in self._pools) if pool is not None]
 
     def refresh(self) -> None:
-        """Track a pool assigned to ``engine.pool`` by hand (``dispose`` is wrapped)."""
+        """Follow a pool assigned to ``engine.pool`` by hand: no hook announces one
+        (``dispose`` is wrapped, an assignment cannot be), so this looks at a
+        scope's start and end and when a report is built, and the figures then
+        describe the pool in use. Its checkouts before that are not seen."""
         engine = self.tracker.engine_ref()
-        if engine is not None and self.active and "connect" not in vars(engine.pool):
-            self._wrap(engine.pool)
+        if engine is None or not self.active:
+            return
+        pool = engine.pool
+        live = self._live
+        if live is not None and live() is pool:
+            return
+        with self.lock:  # two threads must not wrap the same pool twice
+            live = self._live
+            if not self.active or (live is not None and live() is pool):
+                return
+            if "connect" not in vars(pool):
+                self._wrap(pool)
+                self._listen(pool)
+            self.info = self.process.info = PoolInfo(pool)
+            self._live = weakref.ref(pool)
+
+    def _listen(self, pool: Pool) -> None:
+        """The rare events, on a pool that did not inherit them from the engine's
+        (a pool made by hand has listeners of its own; ``recreate`` copies them).
+        Not through ``tracker.listen``: that would keep the pool alive."""
+        for identifier, fn in self._events():
+            if not any(listener == fn for listener in getattr(pool.dispatch, identifier)):
+                event.listen(pool, identifier, fn)
+
+    def _unlisten(self, pool: Pool) -> None:
+        for identifier, fn in self._events():
+            try:
+                if event.contains(pool, identifier, fn):
+                    event.remove(pool, identifier, fn)
+            except Exception as exc:
+                report_internal_error("uninstrument", exc)
 
     # -- the per-checkout path ------------------------------------------------
     # Two closures with everything they need bound locally: this is the one
@@ -465,6 +517,14 @@ class PoolTracker:
             return
         key = id(entry)
         with self.lock:
+            for counters in scoped:
+                if counters.closed:
+                    # A thread or task that outlived its scope: a closed scope
+                    # counts nothing more (the cache may predate the close).
+                    scoped = tuple(open_ for open_ in scoped if not open_.closed)
+                    if not scoped:
+                        return
+                    break
             entry[COUNTERS] = scoped
             entry[SLOW] = True
             for counters in scoped:
@@ -487,7 +547,7 @@ class PoolTracker:
                     process.holds.append(held)
                     for counters in checkout[COUNTERS]:
                         if counters.active.pop(id(checkout), None) is None:
-                            continue  # forgotten at uninstrument
+                            continue  # frozen at the scope's close, or forgotten at uninstrument
                         counters.checked_out -= 1
                         counters.holds.append(held)
                         if len(counters.holds) >= FOLD_AT:
@@ -515,7 +575,9 @@ class PoolTracker:
     # -- scopes -----------------------------------------------------------------
 
     def scope_counters(self, chain: ScopeChain) -> tuple[PoolCounters, ...]:
-        """The figures of the chain's open scopes that watch this engine."""
+        """The figures of the chain's open scopes that watch this engine (the
+        caller drops any that closed since: ``close_scope`` clears the cache, but
+        a thread may have been filling it at that moment)."""
         cached_chain, cached = self._chain
         if cached_chain is chain:
             return cached
@@ -548,14 +610,21 @@ class PoolTracker:
         defer: bool,
         scope_counters: PoolCounters | None = None,
     ) -> None:
-        """Record one leak in every scope it concerns (once per scope and kind)."""
+        """Record one leak in every scope it concerns (once per scope and kind).
+
+        ``scope_counters``: the scope closing (closed already, so that nothing
+        else changes its figures) that finds the connection unreturned.
+        ``defer``: exporters may not be called here; the next checkout or scope
+        close tells them."""
         if scope_counters is not None:
             targets: tuple[PoolCounters, ...] = (scope_counters, self.process)
         else:
             targets = (self.process, *checkout[COUNTERS])
         leak: Leak | None = None
         for counters in targets:
-            if counters.closed or (kind == "long_held" and held_ns < counters.threshold_ns):
+            if counters.closed and counters is not scope_counters:
+                continue
+            if kind == "long_held" and held_ns < counters.threshold_ns:
                 continue
             with self.lock:
                 flagged = checkout[FLAGGED]
@@ -576,6 +645,9 @@ class PoolTracker:
                 counters.add_leak(leak)
             if defer:
                 self.pending.append((counters.scope, leak))
+                # The next checkout maintains, and so delivers it: the checkout
+                # path compares with ``next_tick`` anyway.
+                self.next_tick = 0
             else:
                 self._emit(counters.scope, leak)
 
@@ -623,11 +695,18 @@ class PoolTracker:
             self._leak(checkout, "long_held", now - checkout[START], defer=defer)
 
     def close_scope(self, counters: PoolCounters) -> None:
-        """A scope ends: its connections still out are ``unreturned`` leaks."""
+        """A scope ends: its figures are frozen as they are now (its report is
+        built when first read, maybe after its connections came back), and its
+        connections still out are ``unreturned`` leaks."""
         now = perf_counter_ns()
         self.drain()
+        self.refresh()
         with self.lock:
             remaining = list(counters.active.values())
+            counters.active.clear()  # their return changes nothing here
+            counters.info = self.info
+            counters.closed = True
+        self._chain = (None, ())
         for checkout in remaining:
             self._leak(
                 checkout,
@@ -636,14 +715,16 @@ class PoolTracker:
                 defer=False,
                 scope_counters=counters,
             )
-        with self.lock:
-            counters.closed = True
 
     def snapshot(self, counters: PoolCounters, *, scan: bool) -> tuple[PoolStats, list[Leak]]:
         """The figures for a report (a scope's lock may be held: nothing is exported)."""
-        if scan and self.active and not counters.closed:
-            self.scan(perf_counter_ns(), defer=True)
+        if not counters.closed:
+            self.refresh()
+            if scan and self.active:
+                self.scan(perf_counter_ns(), defer=True)
         with self.lock:
+            if not counters.closed:
+                counters.info = self.info  # the pool in use now
             if counters is self.process:
                 return counters.stats(self.checked_out()), list(counters.leaks)
             return counters.stats(), list(counters.leaks)
@@ -667,6 +748,8 @@ class PoolTracker:
         scoped = self.scope_counters(chain) if chain.scopes else ()
         with self.lock:
             for counters in (self.process, *scoped):
+                if counters.closed:
+                    continue  # a thread or task that outlived its scope
                 setattr(counters, field, getattr(counters, field) + 1)
                 if wait is not None:
                     counters.waits.append(wait)

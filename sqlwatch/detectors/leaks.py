@@ -10,7 +10,11 @@ checkouts made inside it: how many connections the block took, how long it
 waited and held them, its own peak of simultaneous connections. Concurrent
 scopes never see each other's checkouts, as for statements. When the scope
 closes, its checkouts still out are ``unreturned`` leaks, reported to the
-scope and (once per checkout) to the process-wide report.
+scope and (once per checkout) to the process-wide report, and its figures are
+frozen: a thread or task that outlives the scope adds nothing to them.
+
+A scope's start looks for pools assigned to ``engine.pool`` by hand
+(``PoolTracker.refresh``), so that the scope counts their checkouts.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from sqlwatch._capture.pool import SCOPE_KEY, PoolCounters, PoolInfo, PoolTracker
+from sqlwatch._guard import report_internal_error
+from sqlwatch._pipeline import PIPELINE
 from sqlwatch.detectors.base import Detector
 from sqlwatch.records import Leak
 
@@ -40,6 +46,23 @@ class Leaks(Detector):
         """The process scope: engine name -> (current tracker, counters), from
         ``instrument()`` on, kept across ``uninstrument``."""
         scope.extensions[SCOPE_KEY] = self
+        process_scope = PIPELINE.process_scope
+        if process_scope is not None and process_scope is not scope:
+            process = process_scope.extensions.get(SCOPE_KEY)
+            if isinstance(process, Leaks):
+                try:
+                    process.refresh_pools(scope)
+                except Exception as exc:  # in the application's watch(): never raise
+                    report_internal_error("pool refresh", exc)
+
+    def refresh_pools(self, scope: Scope) -> None:
+        """The process scope's: follow the pools assigned by hand to the engines
+        ``scope`` watches, before it counts their checkouts."""
+        with self._lock:
+            trackers = [tracker for tracker, _ in self._by_name.values() if tracker is not None]
+        for tracker in trackers:
+            if scope.watches(tracker.engine_id):
+                tracker.refresh()
 
     # -- the pool tracker's side ----------------------------------------------
 
@@ -54,6 +77,9 @@ class Leaks(Detector):
                 counters = PoolCounters(
                     tracker.name, tracker.info, self.scope.options.leak_threshold_s, self.scope
                 )
+                if self.scope.closed:  # a thread or task that outlived the scope
+                    counters.closed = True
+                    return counters
                 found = self._by_engine[tracker.engine_id] = (tracker, counters)
             return found[1]
 
@@ -92,8 +118,6 @@ class Leaks(Detector):
             if tracker is None:
                 stats, found = counters.stats(), list(counters.leaks)
             else:
-                if self.scope.process_wide:
-                    tracker.refresh()
                 stats, found = tracker.snapshot(counters, scan=True)
             pools[counters.name] = stats
             leaks.extend(found)

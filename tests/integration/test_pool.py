@@ -3,6 +3,7 @@ invalidations, leaks and uninstrument, on file SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import threading
 import time
@@ -115,6 +116,50 @@ def test_watches_in_other_threads_do_not_see_each_others_checkouts(engine: Engin
     assert pool_stats(engine, reports[3]).checkouts == 3
     assert pool_stats(engine, reports[7]).checkouts == 7
     assert pool_stats(engine).checkouts == 10
+
+
+def test_a_closed_watch_keeps_its_figures_when_its_connection_comes_back(engine: Engine) -> None:
+    """The report of a closed watch says the same whenever it is first read."""
+    sqlwatch.instrument(engine)
+    with sqlwatch.watch() as w:
+        leaked = engine.connect()
+    leaked.close()  # after the watch closed, before its report is read
+    stats = pool_stats(engine, w.report)
+    assert (stats.checked_out, stats.checkouts, stats.checkins) == (1, 1, 0)
+    assert stats.hold_ms["max"] == 0
+    assert [leak.kind for leak in w.report.leaks] == ["unreturned"]
+    stats = pool_stats(engine)
+    assert (stats.checked_out, stats.checkouts, stats.checkins) == (0, 1, 1)
+
+
+def test_a_thread_that_outlives_its_watch_adds_nothing_to_it(engine: Engine) -> None:
+    select_one(engine)  # the dialect's first-connect queries, before sqlwatch
+    sqlwatch.instrument(engine)
+    checked_out_once = threading.Event()
+    watch_closed = threading.Event()
+
+    def work() -> None:
+        select_one(engine)
+        checked_out_once.set()
+        watch_closed.wait()
+        for _ in range(3):
+            select_one(engine)
+        with engine.connect() as connection:
+            connection.invalidate()
+        select_one(engine)  # connects again
+
+    with sqlwatch.watch() as w:
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(work,))
+        thread.start()
+        checked_out_once.wait()
+    watch_closed.set()
+    thread.join()
+    stats = pool_stats(engine, w.report)
+    assert (stats.checkouts, stats.checkins, stats.peak_checked_out) == (1, 1, 1)
+    assert (stats.connects, stats.invalidations) == (0, 0)
+    assert w.report.query_count == 1
+    stats = pool_stats(engine)
+    assert (stats.checkouts, stats.checkins, stats.invalidations) == (6, 6, 1)
 
 
 def test_exhaustion_counts_every_timeout_and_its_wait(engine: Engine) -> None:
@@ -253,6 +298,58 @@ def test_a_connection_dropped_without_close_is_garbage_collected(engine: Engine)
     assert (stats.checkouts, stats.checkins, stats.checked_out) == (2, 2, 0)
     assert [k.kind for k in sqlwatch.report().leaks] == ["garbage_collected"]
     assert [leak.kind for leak, _ in recorder.leaks] == ["garbage_collected"]
+
+
+def test_a_collected_connection_reaches_the_exporters_at_the_next_checkout(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However soon after the pool's last upkeep that checkout comes."""
+    monkeypatch.setattr("sqlwatch._capture.pool.MAINTENANCE_NS", 3600 * 10**9)
+    recorder = LeakRecorder()
+    sqlwatch.instrument(engine, exporters=[recorder])
+    select_one(engine)  # the pool's upkeep: the next is an hour away
+    dropped = engine.connect()
+    del dropped
+    gc.collect()
+    assert recorder.leaks == []  # never from inside the collector
+    select_one(engine)
+    assert [(leak.kind, scope) for leak, scope in recorder.leaks] == [
+        ("garbage_collected", "process")
+    ]
+
+
+def test_taking_the_report_delivers_the_leaks_found_since_the_last_checkout(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An application that stops checking out (shutdown, an idle worker) still
+    hears of the connection it dropped when it asks for the report."""
+    monkeypatch.setattr("sqlwatch._capture.pool.MAINTENANCE_NS", 3600 * 10**9)
+    recorder = LeakRecorder()
+    sqlwatch.instrument(engine, exporters=[recorder])
+    select_one(engine)
+    dropped = engine.connect()
+    del dropped
+    gc.collect()
+    assert [leak.kind for leak in sqlwatch.report().leaks] == ["garbage_collected"]
+    assert [(leak.kind, scope) for leak, scope in recorder.leaks] == [
+        ("garbage_collected", "process")
+    ]
+
+
+def test_a_leak_found_by_a_report_reaches_the_exporters_at_the_next_checkout(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sqlwatch._capture.pool.MAINTENANCE_NS", 3600 * 10**9)
+    recorder = LeakRecorder()
+    sqlwatch.instrument(engine, exporters=[recorder], leak_threshold_s=0.05)
+    held = engine.connect()  # the pool's upkeep: the next is an hour away
+    time.sleep(0.1)
+    try:
+        assert [leak.kind for leak in sqlwatch.report().leaks] == ["long_held"]
+        select_one(engine)
+        assert [(leak.kind, scope) for leak, scope in recorder.leaks] == [("long_held", "process")]
+    finally:
+        held.close()
 
 
 def test_a_connection_held_past_the_threshold_is_long_held(engine: Engine) -> None:

@@ -77,6 +77,26 @@ async def test_tasks_sharing_a_small_pool(small_pool: AsyncEngine) -> None:
         assert (mine.checkouts, mine.checkins, mine.peak_checked_out) == (5, 5, 1)
 
 
+async def test_a_task_that_outlives_its_watch_adds_nothing_to_it(small_pool: AsyncEngine) -> None:
+    sqlwatch.instrument(small_pool)
+    watch_closed = asyncio.Event()
+
+    async def background() -> None:  # created in the watch: it inherits its context
+        await watch_closed.wait()
+        for _ in range(3):
+            await select_one(small_pool)
+
+    async with sqlwatch.watch() as w:
+        await select_one(small_pool)
+        task = asyncio.create_task(background())
+    watch_closed.set()
+    await task
+    stats = stats_of(small_pool, w.report)
+    assert (stats.checkouts, stats.checkins, stats.checked_out) == (1, 1, 0)
+    assert w.report.query_count == 1
+    assert stats_of(small_pool).checkouts == 4
+
+
 async def test_async_exhaustion_counts_timeouts(small_pool: AsyncEngine) -> None:
     sqlwatch.instrument(small_pool)
     held = [await small_pool.connect() for _ in range(3)]

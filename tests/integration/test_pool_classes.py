@@ -65,6 +65,37 @@ def test_null_pool_has_no_size_overflow_or_timeouts(kind: str, tmp_path: Path) -
         engine.dispose()
 
 
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_pool_assigned_by_hand_is_followed_from_the_next_scope(
+    kind: str, tmp_path: Path
+) -> None:
+    engine = create_engine(url_for(kind, tmp_path), poolclass=QueuePool, pool_size=2)
+    donor = create_engine(url_for(kind, tmp_path), poolclass=NullPool)
+    try:
+        handle = sqlwatch.instrument(engine)
+        select_one(engine)
+        old = engine.pool
+        engine.pool = donor.pool  # as a forked worker might
+        old.dispose()
+        with sqlwatch.watch() as w:
+            for _ in range(3):
+                select_one(engine)
+        for stats in (w.report.pools[handle.name], stats_of(engine)):
+            assert stats.pool_class == "NullPool"
+            assert (stats.size, stats.max_overflow, stats.timeouts) == (None, None, None)
+        stats = w.report.pools[handle.name]
+        assert (stats.checkouts, stats.checkins, stats.connects) == (3, 3, 3)
+        stats = stats_of(engine)  # the process-wide counts add up across both pools
+        assert (stats.checkouts, stats.checkins, stats.connects) == (4, 4, 4)
+        sqlwatch.uninstrument(engine)
+        for pool in (old, engine.pool):
+            assert sqlwatch_listeners(pool) == []
+        select_one(engine)
+    finally:
+        engine.dispose()
+        donor.dispose()
+
+
 def test_static_pool_shares_one_connection() -> None:
     engine = create_engine(
         "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
