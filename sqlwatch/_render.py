@@ -198,12 +198,24 @@ def _headline(report: Report) -> str:
     )
 
 
+def _dropped_note(report: Report) -> str | None:
+    """Why the report's ``statements`` are not all of them. A scope over
+    ``max_statements`` keeps the first ones; a report that keeps none was made so on
+    purpose (the pytest plugin's: one scope per test instead) or with
+    ``max_statements=0``."""
+    dropped = report.dropped_statements
+    if not dropped:
+        return None
+    if report.statements:
+        return f"({dropped} statements beyond max_statements: aggregated only)"
+    return f"(statements are not kept one by one in this report: all {dropped} are aggregated)"
+
+
 def render_text(report: Report, *, top: int = 10) -> str:
     lines = [f"sqlwatch report: {_headline(report)}"]
-    if report.dropped_statements:
-        lines.append(
-            f"({report.dropped_statements} statements beyond max_statements: aggregated only)"
-        )
+    note = _dropped_note(report)
+    if note:
+        lines.append(note)
     for section in report_sections(report, top=top):
         lines.append("")
         lines.append(section.title)

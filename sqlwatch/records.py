@@ -9,6 +9,9 @@ the engines that produced them and load in a process that has no database.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -22,6 +25,7 @@ __all__ = [
     "Leak",
     "NPlusOne",
     "PoolStats",
+    "RecordError",
     "Resources",
     "ScopeSummary",
     "SessionStats",
@@ -221,39 +225,144 @@ def _to_jsonable(value: Any) -> Any:
     return str(value)
 
 
-def record_from_dict(cls: type[_R], data: Mapping[str, Any]) -> _R:
-    """Rebuild a record from ``record_to_dict`` output; unknown keys are ignored.
+class RecordError(ValueError):
+    """A record's JSON form that does not fit the record; the message names the field
+    (``scopes[0].query_count must be an integer, got the string '3'``)."""
 
-    Newer sqlwatch versions may add fields: ignoring what this version does not
-    know keeps old readers working on new reports.
+
+def record_from_dict(cls: type[_R], data: Any, where: str = "", *, nullable: bool = False) -> _R:
+    """Rebuild a record from ``record_to_dict`` output, checking every value's type.
+
+    Unknown keys are ignored: newer sqlwatch versions may add fields, and ignoring
+    what this version does not know keeps old readers working on new reports. A
+    missing field without a default, or a value of the wrong type, raises
+    ``RecordError`` naming the field by its path from ``where``. Integers must fit
+    in 64 bits and numbers must be finite, as any JSON reader can hold them.
     """
-    hints = typing.get_type_hints(cls)
+    if not isinstance(data, Mapping):
+        raise _wrong(where or cls.__name__, "an object", data, nullable)
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in data:
-            kwargs[f.name] = _from_jsonable(hints[f.name], data[f.name])
+    record_type: type = cls  # hashable, for the cache
+    for name, (hint, required) in _fields(record_type).items():
+        path = f"{where}.{name}" if where else name
+        if name in data:
+            kwargs[name] = _from_jsonable(hint, data[name], path)
+        elif required:
+            raise RecordError(f"{path} is missing")
     return cls(**kwargs)
 
 
-def _from_jsonable(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
+@functools.cache
+def _fields(cls: type[Any]) -> dict[str, tuple[Any, bool]]:
+    """Each field's type hint, and whether it is required (has no default)."""
+    hints = typing.get_type_hints(cls)
+    return {
+        f.name: (
+            hints[f.name],
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    }
+
+
+_INT_RANGE = range(-(2**63), 2**63)
+
+MAX_ANY_DEPTH = 64
+"""Nesting allowed in a field of any JSON (``Statement.params``). A driver's
+parameters are a few levels deep (rows of an executemany, a multi-dimensional
+array); a file nested deeper would overflow the stack of whatever walks it."""
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than ``limit`` levels (walked without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (Mapping, list, tuple)):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, Mapping) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _from_jsonable(hint: Any, value: Any, where: str, *, nullable: bool = False) -> Any:
+    if hint is Any:  # captured parameters: any JSON, within reason
+        if _deeper_than(value, MAX_ANY_DEPTH):
+            raise RecordError(f"{where} is nested too deeply (over {MAX_ANY_DEPTH} levels)")
+        return value
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        non_none = [a for a in args if a is not type(None)]
-        return _from_jsonable(non_none[0], value) if len(non_none) == 1 else value
+    if origin in (typing.Union, types.UnionType):  # X | None: the only unions of records
+        if value is None and type(None) in args:
+            return None
+        (other,) = (a for a in args if a is not type(None))
+        return _from_jsonable(other, value, where, nullable=type(None) in args)
     if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _wrong(where, "a list", value, nullable)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_from_jsonable(args[0], v) for v in value)
-        return tuple(_from_jsonable(a, v) for a, v in zip(args, value, strict=False))
+            return tuple(_from_jsonable(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise RecordError(f"{where} must be a list of {len(args)}, got {len(value)} items")
+        return tuple(
+            _from_jsonable(a, v, f"{where}[{i}]")
+            for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
     if origin is dict:
-        return {k: _from_jsonable(args[1], v) for k, v in value.items()}
+        if not isinstance(value, Mapping):
+            raise _wrong(where, "an object", value, nullable)
+        return {
+            k: _from_jsonable(args[1], v, f"{where}[{json.dumps(k)}]") for k, v in value.items()
+        }
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return record_from_dict(hint, value)
-    if hint is float and isinstance(value, int):
-        return float(value)
+        return record_from_dict(hint, value, where, nullable=nullable)
+    return _scalar(hint, value, where, nullable)
+
+
+def _scalar(hint: Any, value: Any, where: str, nullable: bool) -> Any:
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise _wrong(where, "a string", value, nullable)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise _wrong(where, "true or false", value, nullable)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        if number and isinstance(value, float) and value.is_integer():
+            value = int(value)  # 3.0: JSON (and JSON Schema) do not tell it from 3
+        if number and isinstance(value, int) and value in _INT_RANGE:
+            return value
+        raise _wrong(where, "an integer", value, nullable)
+    if hint is float:
+        if number and (value in _INT_RANGE if isinstance(value, int) else math.isfinite(value)):
+            return float(value)
+        raise _wrong(where, "a finite number", value, nullable)
     return value
+
+
+def _wrong(where: str, expected: str, value: Any, nullable: bool) -> RecordError:
+    return RecordError(f"{where} must be {expected}{' or null' * nullable}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A JSON value in a one-line message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string {text!r}"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, int) and value not in _INT_RANGE:
+        return "an integer out of range"
+    return repr(value) if isinstance(value, (int, float)) else type(value).__name__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,8 +10,9 @@ pytest-xdist workers needs.
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -26,6 +27,7 @@ from sqlwatch.records import (
     Leak,
     NPlusOne,
     PoolStats,
+    RecordError,
     Resources,
     ScopeSummary,
     SessionStats,
@@ -82,15 +84,21 @@ class Report:
         inlines values (``text(f"... WHERE token = '{token}'")``) puts them there.
         Statements whose parameters were captured (``capture_params=True``) keep
         their SQL: the user chose to keep values.
+
+        What a literal is depends on the dialect (``"x"`` is a string in MySQL,
+        an identifier in PostgreSQL), so each text is lexed as the dialect that
+        ran it, and as every dialect that may have where that is not known
+        (``_Redactor``).
         """
+        redactor = _Redactor(self)
         return replace(
             self,
-            statements=tuple(_redact_statement(s) for s in self.statements),
-            slow_queries=tuple(_redact_statement(s) for s in self.slow_queries),
-            duplicates=tuple(_redact_duplicate(d) for d in self.duplicates),
-            n_plus_one=tuple(_redact_finding(f) for f in self.n_plus_one),
+            statements=tuple(_redact_statement(s, redactor) for s in self.statements),
+            slow_queries=tuple(_redact_statement(s, redactor) for s in self.slow_queries),
+            duplicates=tuple(_redact_duplicate(d, redactor) for d in self.duplicates),
+            n_plus_one=tuple(_redact_finding(f, redactor) for f in self.n_plus_one),
             scopes=tuple(
-                replace(s, n_plus_one=tuple(_redact_finding(f) for f in s.n_plus_one))
+                replace(s, n_plus_one=tuple(_redact_finding(f, redactor) for f in s.n_plus_one))
                 for s in self.scopes
             ),
         )
@@ -105,33 +113,48 @@ class Report:
         for statement in (*data["statements"], *data["slow_queries"]):
             if statement.get("params") is None:
                 statement.pop("params", None)
+            else:
+                statement["params"] = _finite(statement["params"])
         return data
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+        """Strict JSON (RFC 8259): never a bare ``NaN`` or ``Infinity``."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:
+        """The report of ``to_dict()`` output. Every value's type is checked: a wrong
+        one is a one-line ``ReportError`` naming the field (``scopes[0].query_count
+        must be an integer, got the string '3'``). Unknown keys are ignored."""
         if not isinstance(data, Mapping):
             raise ReportError("not a sqlwatch report: expected a JSON object")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if type(version) is not int or version != SCHEMA_VERSION:
             raise ReportError(
                 f"not a sqlwatch report of schema version {SCHEMA_VERSION} "
                 f"(schema_version is {version!r})"
             )
         try:
             return record_from_dict(cls, data)
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        except RecordError as exc:
             raise ReportError(f"malformed sqlwatch report: {exc}") from None
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the JSON atomically: a temporary file in the same folder, renamed."""
+        """Write the JSON atomically: a temporary file in the same folder, renamed.
+
+        The temporary file is created with the mode any new file gets (0666 less
+        the umask), not ``mkstemp``'s private 0600: the report is for readers
+        (a dashboard, a CI step) that may run as another user.
+        """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-        )
+        while True:
+            temporary = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+            try:
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:  # pragma: no cover - 48 random bits collided
+                continue
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(self.to_json())
@@ -153,7 +176,9 @@ class Report:
             raise ReportError(f"cannot read report file {path}: {exc}") from None
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except RecursionError:
+            raise ReportError(f"{path} is not a sqlwatch report: JSON nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, or an integer of over 4300 digits
             raise ReportError(f"{path} is not valid JSON: {exc}") from None
         try:
             return cls.from_dict(data)
@@ -200,27 +225,88 @@ class Report:
         )
 
 
-def _redact(sql: str) -> str:
-    from sqlwatch._analysis import redact_literals
+class _Redactor:
+    """Redacts the SQL texts of one report, each as the dialects it may be in.
 
-    return redact_literals(sql)
+    A statement names its engine: an instrumented engine's dialect is known, and
+    an engine named by its URL (the default name) says its dialect in the URL's
+    scheme. A duplicate or an N+1 finding names no engine: it takes the dialects
+    of the report's statements with the same SQL, when the report kept all its
+    statements (so none of another dialect can hide among the dropped ones).
+    Anything else is ``None``, unknown: redacted as every dialect would lex it.
+    """
+
+    __slots__ = ("_by_sql", "_done", "_engines")
+
+    def __init__(self, report: Report) -> None:
+        import sys  # no engine is instrumented before sqlwatch._state is imported
+
+        state = sys.modules.get("sqlwatch._state")
+        trackers = list(state.STATE.trackers.values()) if state is not None else []
+        self._engines: dict[str, str] = {t.name: t.info.dialect for t in trackers}
+        self._done: dict[tuple[str, frozenset[str | None]], str] = {}
+        self._by_sql: dict[str, set[str | None]] = {}
+        if report.dropped_statements == 0:
+            for statement in (*report.statements, *report.slow_queries):
+                dialects = self._by_sql.setdefault(statement.sql, set())
+                dialects.add(self.dialect_of(statement.engine))
+
+    def dialect_of(self, engine: str) -> str | None:
+        dialect = self._engines.get(engine)
+        if dialect is not None:
+            return dialect
+        scheme, url, _ = engine.partition("://")
+        backend = scheme.partition("+")[0]
+        return backend if url and backend.isidentifier() else None
+
+    def statement(self, sql: str, engine: str) -> str:
+        return self._redact(sql, frozenset((self.dialect_of(engine),)))
+
+    def finding(self, sql: str) -> str:
+        """A duplicate's or an N+1 finding's SQL."""
+        return self._redact(sql, frozenset(self._by_sql.get(sql) or (None,)))
+
+    def _redact(self, sql: str, dialects: frozenset[str | None]) -> str:
+        """Each distinct text once: a report repeats its statements."""
+        key = (sql, dialects)
+        done = self._done.get(key)
+        if done is None:
+            from sqlwatch._analysis import redact_literals_of_any
+
+            done = self._done[key] = redact_literals_of_any(sql, dialects)
+        return done
 
 
-def _redact_statement(statement: Statement) -> Statement:
+def _redact_statement(statement: Statement, redactor: _Redactor) -> Statement:
     if statement.params is not None:
         return statement
-    sql = _redact(statement.sql)
+    sql = redactor.statement(statement.sql, statement.engine)
     return statement if sql == statement.sql else replace(statement, sql=sql)
 
 
-def _redact_duplicate(duplicate: Duplicate) -> Duplicate:
-    sql = _redact(duplicate.sql)
+def _redact_duplicate(duplicate: Duplicate, redactor: _Redactor) -> Duplicate:
+    sql = redactor.finding(duplicate.sql)
     return duplicate if sql == duplicate.sql else replace(duplicate, sql=sql)
 
 
-def _redact_finding(finding: NPlusOne) -> NPlusOne:
-    sql = _redact(finding.example_sql)
+def _redact_finding(finding: NPlusOne, redactor: _Redactor) -> NPlusOne:
+    sql = redactor.finding(finding.example_sql)
     return finding if sql == finding.example_sql else replace(finding, example_sql=sql)
+
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _finite(value: Any) -> Any:
+    """Captured parameters as JSON has them: a NaN or infinite float, which JSON
+    cannot hold, becomes the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NON_FINITE[repr(value)]
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _parse_time(text: str) -> datetime | None:

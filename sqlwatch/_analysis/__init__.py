@@ -15,6 +15,7 @@ from sqlwatch._analysis._analyzer import (
     redact_literals,
 )
 from sqlwatch._analysis._keywords import TRANSACTION_CONTROL
+from sqlwatch._analysis._redact import redact_literals_of_any
 
 __all__ = [
     "TRANSACTION_CONTROL",
@@ -24,4 +25,5 @@ __all__ = [
     "analyzer_for",
     "clear_caches",
     "redact_literals",
+    "redact_literals_of_any",
 ]

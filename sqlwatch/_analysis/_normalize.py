@@ -154,7 +154,8 @@ def _kind(word: str, keywords: frozenset[str], previous: str, following: str) ->
     if first in '"`' or (first == "[" and len(word) > 1):
         return _QID
     if first.isalnum() or first == "_" or (first in "@#" and len(word) > 1):
-        if previous != "." and following != "." and word.upper() in keywords:
+        # ASCII only: "\u017felect".upper() (long s) is "SELECT"; no database reads it so.
+        if previous != "." and following != "." and word.isascii() and word.upper() in keywords:
             return _KW
         return _WORD
     return _OP

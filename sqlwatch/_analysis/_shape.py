@@ -26,28 +26,32 @@ __all__ = ["Shaper"]
 # case-insensitive searches cost a few microseconds each.
 _REPEATED_VALUE = re.compile(r"\?\s*(?:::\s*\w+\s*)?,\s*(?:-\s*)?\?")
 _REPEATED_ROW = re.compile(r"\)\s*,\s*\(")
+# Keywords match case-insensitively in ASCII only, ``(?a:...)``: under Unicode
+# rules ``in`` would also match a dotless i (U+0131) for its i, and ``values`` a
+# long s (U+017F) for its s, which no database reads as keywords (nor does the
+# normalizer).
 # The optional ``::TYPE`` is PostgreSQL's cast, which SQLAlchemy 2.1 puts on
 # every parameter: ``IN (%(id_1)s::INTEGER, %(id_2)s::INTEGER)``.
 _CAST = r"((?:\s*::\s*\w+)?)"
 _IN_LIST = re.compile(
-    rf"\b(in)\s*\(\s*(?:-\s*)?\?{_CAST}(?:\s*,\s*(?:-\s*)?\?\2)+\s*\)", re.IGNORECASE
+    rf"\b(?a:(in))\s*\(\s*(?:-\s*)?\?{_CAST}(?:\s*,\s*(?:-\s*)?\?\2)+\s*\)", re.IGNORECASE
 )
 _ARRAY_LIST = re.compile(
-    rf"\b(array)\s*\[\s*(?:-\s*)?\?{_CAST}(?:\s*,\s*(?:-\s*)?\?\2)+\s*\]", re.IGNORECASE
+    rf"\b(?a:(array))\s*\[\s*(?:-\s*)?\?{_CAST}(?:\s*,\s*(?:-\s*)?\?\2)+\s*\]", re.IGNORECASE
 )
-_IN_TUPLES = re.compile(r"\b(in)\s*\(\s*(\([^()]*\))(?:\s*,\s*\2)+\s*\)", re.IGNORECASE)
-_VALUES = re.compile(r"\bvalues\b", re.IGNORECASE)
+_IN_TUPLES = re.compile(r"\b(?a:(in))\s*\(\s*(\([^()]*\))(?:\s*,\s*\2)+\s*\)", re.IGNORECASE)
+_VALUES = re.compile(r"\b(?a:values)\b", re.IGNORECASE)
 # One row of a VALUES list: parentheses nested at most one level deep (``now()``).
 _ROW_TEXT = r"\([^()]*(?:\([^()]*\)[^()]*)*\)"
 _ROW = re.compile(_ROW_TEXT)
 _ROWS = re.compile(rf"\s*{_ROW_TEXT}(?:\s*,\s*{_ROW_TEXT})*")
 
 _TCL_HEAD = re.compile(
-    r"[\s(;]*(?:begin|start|commit|end|rollback|abort|savepoint|release|save)\b", re.IGNORECASE
+    r"[\s(;]*(?a:begin|start|commit|end|rollback|abort|savepoint|release|save)\b", re.IGNORECASE
 )
 _SAVEPOINT_NAME = re.compile(
-    r"\b(savepoint|release|to|(?:save|rollback|commit|begin)\s+tran(?:saction)?)\s+"
-    r"(?!(?:savepoint|to|isolation|read|with|and)\b)"
+    r"\b((?a:savepoint|release|to|(?:save|rollback|commit|begin)\s+tran(?:saction)?))\s+"
+    r"(?!(?a:savepoint|to|isolation|read|with|and)\b)"
     r"(?:\"[^\"]*\"|`[^`]*`|\[[^\]]*\]|[^\W\d][\w$]*)",
     re.IGNORECASE,
 )
@@ -180,6 +184,16 @@ class Shaper:
         """``sql`` as written, but with every literal value ``?`` and comments
         dropped: safe to let out of the process, still the statement sent."""
         return self._pattern.sub(self._redact, sql)
+
+    def redacted_spans(self, sql: str) -> list[tuple[int, int, str]]:
+        """Where ``redact`` replaces something: start, end and the replacement."""
+        replace = self._redact
+        spans = []
+        for match in self._pattern.finditer(sql):
+            text = replace(match)
+            if text != match.group():
+                spans.append((match.start(), match.end(), text))
+        return spans
 
     def __call__(self, sql: str) -> str:
         """``sql`` with values as ``?``, comments as spaces, value lists collapsed."""

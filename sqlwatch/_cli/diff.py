@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlwatch._cli._options import non_negative_int
 from sqlwatch._render import _aligned, _ms
 from sqlwatch.records import NPlusOne, ScopeSummary
-from sqlwatch.report import Report, ReportError
+from sqlwatch.report import Report
 
 __all__ = ["ScopeDiff", "diff_reports", "register", "run"]
 
@@ -58,7 +60,7 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--max-increase",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="queries per run a scope may grow by before it is a regression (default 0)",
@@ -67,16 +69,6 @@ def register(commands: Any) -> None:
         "--all", action="store_true", help="list unchanged scopes too (text and markdown)"
     )
     parser.set_defaults(run=run)
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 # -- comparing -----------------------------------------------------------------------
@@ -119,13 +111,19 @@ class ScopeDiff:
         return self.new.queries - self.base.queries
 
 
+_CALL_SITE = re.compile(r"(?P<path>.*):[0-9]+(?P<function> in .*)?", re.DOTALL)
+"""``path/to/file.py:42 in func``. The path is greedy: it may hold `` in `` or ``:``
+itself (``/home/me/work in progress/app.py``); the line is the last ``:digits``."""
+
+
 def n_plus_one_key(finding: NPlusOne) -> tuple[str, str]:
     """What makes an N+1 the same one in two reports: line numbers move, code does not."""
     what = finding.relationship or finding.fingerprint
     site = finding.call_site or ""
-    location, _, function = site.partition(" in ")
-    path = location.rpartition(":")[0] if ":" in location else location
-    return what, f"{path} in {function}" if function else path
+    match = _CALL_SITE.fullmatch(site)
+    if match is None:  # no line number: the site is its own key
+        return what, site
+    return what, match["path"] + (match["function"] or "")
 
 
 def _scopes(report: Report) -> dict[str, ScopeSummary]:
@@ -210,7 +208,7 @@ def _count(value: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    base, new = _load(args.base), _load(args.new)
+    base, new = Report.load(args.base), Report.load(args.new)  # checks every value's type
     diffs = diff_reports(base, new, max_increase=args.max_increase)
     regressions = [d for d in diffs if d.status == REGRESSED]
     if args.format == "json":
@@ -220,46 +218,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_text(args, base, new, diffs))
     return 1 if args.fail_on_regression and regressions else 0
-
-
-def _load(path: str) -> Report:
-    """A saved report, with the fields the diff reads checked: ``Report.load`` checks the
-    JSON and the schema version, not each value's type."""
-    report = Report.load(path)
-    problem = _malformed(report)
-    if problem:
-        raise ReportError(f"{path}: malformed sqlwatch report: {problem}")
-    return report
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _malformed(report: Report) -> str | None:
-    values: tuple[object, ...] = (report.query_count, report.total_query_ms)
-    if not (_integer(values[0]) and _number(values[1])):
-        return "query_count and total_query_ms must be numbers"
-    scopes: tuple[object, ...] = report.scopes
-    findings: list[object] = list(report.n_plus_one)
-    for scope in scopes:
-        if not isinstance(scope, ScopeSummary):
-            return "each of 'scopes' must be an object"
-        name: object = scope.name
-        counts: tuple[object, ...] = (scope.runs, scope.query_count)
-        total: object = scope.total_query_ms
-        if not isinstance(name, str):
-            return "each of 'scopes' must have a string 'name'"
-        if not (all(_integer(count) for count in counts) and _number(total)):
-            return f"scope {name!r}: runs, query_count and total_query_ms must be numbers"
-        findings.extend(scope.n_plus_one)
-    if not all(isinstance(finding, NPlusOne) for finding in findings):
-        return "each N+1 finding must be an object"
-    return None
 
 
 def _headline(base: Report, new: Report, diffs: Sequence[ScopeDiff]) -> str:

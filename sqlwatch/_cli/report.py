@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sqlwatch._cli._options import non_negative_int
 from sqlwatch._render import render_markdown, render_text
 from sqlwatch.report import Report
 
@@ -15,7 +16,14 @@ def register(commands: Any) -> None:
     parser = commands.add_parser("report", help="print a saved JSON report")
     parser.add_argument("path", help="a report written by sqlwatch (JSON)")
     parser.add_argument("--format", default="text", choices=FORMATS, help="output format")
-    parser.add_argument("--top", type=int, default=10, help="fingerprints to list (default 10)")
+    parser.add_argument(
+        "--top",
+        type=non_negative_int,
+        default=10,
+        metavar="N",
+        help="rows to list of the statements, slow queries, duplicates, tables and scopes "
+        "(default 10)",
+    )
     parser.set_defaults(run=run)
 
 

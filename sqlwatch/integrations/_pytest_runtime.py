@@ -246,12 +246,21 @@ class SQLWatchSession:
             return
         path = self.settings.report_path
         if path and not self.config.option.collectonly:
-            self.written = self.final_report().save(path)
+            try:
+                self.written = self.final_report().save(path)
+            except OSError as exc:  # the folder went away, a full disk, no permission
+                self.write_error = f"error: the report could not be written to {path}: {exc}"
+                if session.exitstatus == pytest.ExitCode.OK:
+                    session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
     written: Path | None = None
+    write_error: str | None = None
+    """Why ``--sqlwatch-report`` could not be written: one line of the summary."""
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or not (self.tests or self.written or self.lost_workers):
+        if self.is_worker or not (
+            self.tests or self.written or self.write_error or self.lost_workers
+        ):
             return
         try:
             lines = summary_lines(self.final_report(), self.tests, written=self.written)
@@ -260,6 +269,8 @@ class SQLWatchSession:
                     f"warning: {self.lost_workers} pytest-xdist worker(s) went down without "
                     "sending their results: the report is incomplete"
                 )
+            if self.write_error:
+                lines.append(" ".join(self.write_error.split()))
         except Exception as exc:
             report_internal_error("pytest plugin: terminal summary", exc)
             return

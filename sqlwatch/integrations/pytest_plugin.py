@@ -115,10 +115,15 @@ def _settings(config: pytest.Config) -> Settings:
         )
     report_path: str | None = config.getoption("sqlwatch_report")
     if report_path:
+        origin = f"--sqlwatch-report={report_path}"
         report_path = os.path.abspath(report_path)
     else:
         ini_path = str(config.getini("sqlwatch_report") or "").strip()
+        origin = f"sqlwatch_report = {ini_path!r} in the pytest configuration"
         report_path = str(config.rootpath / ini_path) if ini_path else None
+    problem = _unwritable(report_path) if report_path else None
+    if problem:
+        raise pytest.UsageError(f"{origin}: cannot write the report there: {problem}")
     every_test = bool(
         config.getoption("sqlwatch")
         or config.getini("sqlwatch")
@@ -126,6 +131,19 @@ def _settings(config: pytest.Config) -> Settings:
         or n_plus_one in ("fail", "warn")
     )
     return Settings(every_test, report_path, n_plus_one or "off")
+
+
+def _unwritable(path: str) -> str | None:
+    """Why the report obviously cannot be written to ``path`` (absolute), found now
+    rather than after the whole run. Missing folders are fine: they are created."""
+    if os.path.isdir(path):
+        return f"{path} is a directory"
+    folder = os.path.dirname(path)
+    while not os.path.lexists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        return f"{folder} is not a directory"
+    return None
 
 
 def activate(config: pytest.Config) -> SQLWatchSession:

@@ -290,7 +290,7 @@ BAD_SCOPE = json.dumps(
         ("[]", [], "not a sqlwatch report"),
         ('{"schema_version": 99}', [], "schema_version is 99"),
         ('{"schema_version": 1, "query_count": "many"}', [], "malformed sqlwatch report"),
-        (BAD_SCOPE, [], "scope 't': runs, query_count and total_query_ms must be numbers"),
+        (BAD_SCOPE, [], "scopes[0].runs must be an integer, got the string 'once'"),
         ("VALID", ["--max-increase", "-1"], "--max-increase: expected an integer >= 0, got -1"),
         ("VALID", ["--max-increase", "two"], "--max-increase: expected an integer >= 0"),
         ("VALID", ["--format", "html"], "argument --format: invalid choice: 'html'"),
@@ -317,6 +317,80 @@ def test_bad_input_is_one_line_and_exit_2(
     assert err.count("\n") == 1
 
 
+def _finding(**changes: object) -> dict[str, object]:
+    finding: dict[str, object] = {
+        "fingerprint": "a",
+        "normalized": "SELECT x",
+        "example_sql": "SELECT x",
+        "count": 3,
+        "total_ms": 1.0,
+        "call_site": "app.py:3 in f",
+        "relationship": None,
+        "tables": [],
+        "suggestion": "s",
+    }
+    return {**finding, **changes}
+
+
+def _scope(**changes: object) -> dict[str, object]:
+    scope: dict[str, object] = {
+        "name": "t",
+        "runs": 1,
+        "query_count": 1,
+        "total_query_ms": 1.0,
+        "duration_ms": 1.0,
+        "queries_per_run": {},
+    }
+    return {**scope, **changes}
+
+
+def _report(**fields: object) -> str:
+    return json.dumps({"schema_version": 1, "query_count": 1, "total_query_ms": 1.0, **fields})
+
+
+WRONG_TYPES = [
+    (_report(name=None), "name must be a string, got null"),
+    (_report(name=["a"]), "name must be a string, got a list"),
+    (_report(n_plus_one=[_finding(call_site=5)]), "n_plus_one[0].call_site must be a string or"),
+    (_report(n_plus_one=[_finding(fingerprint=["a"])]), "n_plus_one[0].fingerprint must be a"),
+    (_report(n_plus_one=[_finding(normalized=1)]), "n_plus_one[0].normalized must be a string"),
+    (_report(n_plus_one=[_finding(suggestion=None)]), "n_plus_one[0].suggestion must be a"),
+    (_report(n_plus_one=[_finding(relationship=2)]), "n_plus_one[0].relationship must be a"),
+    (
+        _report(scopes=[_scope(n_plus_one=[_finding(call_site=5)])]),
+        "scopes[0].n_plus_one[0].call_site must be a string or null, got 5",
+    ),
+    (_report(scopes=[_scope(name=None)]), "scopes[0].name must be a string, got null"),
+    (_report(scopes=[_scope(query_count=10**400)]), "scopes[0].query_count must be an integer"),
+    (_report(scopes=[_scope(total_query_ms=None)]), "scopes[0].total_query_ms must be a finite"),
+    (_report(total_query_ms="1"), "total_query_ms must be a finite number"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+]
+
+
+@pytest.mark.parametrize("side", ["base", "new"])
+@pytest.mark.parametrize(("content", "message"), WRONG_TYPES, ids=[m for _, m in WRONG_TYPES])
+def test_wrong_types_are_bad_input_not_a_regression(
+    base: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: str,
+    message: str,
+    side: str,
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content, encoding="utf-8")
+    pair = (bad, base) if side == "base" else (base, bad)
+    for output in ("text", "json"):
+        status, out, err = diff(capsys, *pair, "--fail-on-regression", "--format", output)
+        assert status == 2  # never 1, the exit status of a regression
+        assert out == ""
+        assert err.startswith(f"sqlwatch: error: {bad}")
+        assert message in err
+        assert err.count("\n") == 1
+        assert "Traceback" not in err
+
+
 def test_the_installed_command_gates_ci(base: Path, tmp_path: Path) -> None:
     new = save_report(tmp_path, "new", {**BASE, "test_users": (1, 9, 0)})
     command = [sys.executable, "-m", "sqlwatch", "diff", str(base), str(new)]
@@ -336,24 +410,42 @@ def test_the_installed_command_gates_ci(base: Path, tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr
 
 
-def test_n_plus_one_identity_ignores_the_line_number() -> None:
-    def finding(call_site: str | None, relationship: str | None = "User.addresses") -> NPlusOne:
-        return NPlusOne(
-            fingerprint="f1",
-            normalized="SELECT ...",
-            example_sql="SELECT ...",
-            count=3,
-            total_ms=1.0,
-            call_site=call_site,
-            relationship=relationship,
-            tables=("addresses",),
-            suggestion="",
-        )
+def _finding(call_site: str | None, relationship: str | None = "User.addresses") -> NPlusOne:
+    return NPlusOne(
+        fingerprint="f1",
+        normalized="SELECT ...",
+        example_sql="SELECT ...",
+        count=3,
+        total_ms=1.0,
+        call_site=call_site,
+        relationship=relationship,
+        tables=("addresses",),
+        suggestion="",
+    )
 
-    assert n_plus_one_key(finding("app/views.py:10 in index")) == n_plus_one_key(
-        finding("app/views.py:42 in index")
+
+def test_n_plus_one_identity_ignores_the_line_number() -> None:
+    assert n_plus_one_key(_finding("app/views.py:10 in index")) == n_plus_one_key(
+        _finding("app/views.py:42 in index")
     )
-    assert n_plus_one_key(finding("app/views.py:10 in index")) != n_plus_one_key(
-        finding("app/views.py:10 in detail")
+    assert n_plus_one_key(_finding("app/views.py:10 in index")) != n_plus_one_key(
+        _finding("app/views.py:10 in detail")
     )
-    assert n_plus_one_key(finding(None, None)) == ("f1", "")
+    assert n_plus_one_key(_finding(None, None)) == ("f1", "")
+
+
+def test_n_plus_one_identity_of_a_path_with_in_or_colons() -> None:
+    def key(call_site: str) -> tuple[str, str]:
+        return n_plus_one_key(_finding(call_site))
+
+    folder = "/home/me/work in progress/app"
+    assert key(f"{folder}/views.py:10 in index") == key(f"{folder}/views.py:42 in index")
+    assert key(f"{folder}/views.py:10 in index") == (
+        "User.addresses",
+        f"{folder}/views.py in index",
+    )
+    assert key(f"{folder}/views.py:10 in index") != key(f"{folder}/views.py:10 in detail")
+    assert key(f"{folder}/views.py:10 in index") != key("/elsewhere/views.py:10 in index")
+    assert key(r"C:\app in dev\views.py:7 in index") == key(r"C:\app in dev\views.py:9 in index")
+    assert key("<string>:3 in <module>") == ("User.addresses", "<string> in <module>")
+    assert key("no line number here") == ("User.addresses", "no line number here")

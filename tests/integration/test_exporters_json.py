@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -56,6 +57,18 @@ def test_the_file_is_replaced_in_one_rename(db: Engine, tmp_path: Path) -> None:
     assert after.st_ino != before.st_ino
     assert sqlwatch.Report.load(target).query_count == 1
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report.json")] == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_a_report_file_gets_the_mode_of_any_new_file(tmp_path: Path) -> None:
+    """Readable by the dashboard or CI step that reads it, as the umask allows,
+    not private to the writing user."""
+    umask = os.umask(0o022)
+    try:
+        target = sqlwatch.Report(name="r").save(tmp_path / "report.json")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
 
 
 def test_literals_are_normalized_unless_parameters_were_captured(

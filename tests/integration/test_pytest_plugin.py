@@ -616,6 +616,91 @@ def test_report_has_one_scope_per_test(pytester: pytest.Pytester) -> None:
     assert [f.relationship for f in report.n_plus_one] == ["User.addresses"]
 
 
+def test_report_of_the_plugin_reads_right_on_the_command_line(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlwatch._cli import main
+
+    write_app(pytester, SUITE)
+    pytester.runpytest("--sqlwatch-report=report.json")
+    capsys.readouterr()
+    assert main(["report", str(pytester.path / "report.json")]) == 0
+    out = capsys.readouterr().out
+    assert "max_statements" not in out  # the plugin keeps no statement on purpose
+    total = sum(EXPECTED.values())
+    assert out.splitlines()[1] == (
+        f"(statements are not kept one by one in this report: all {total} are aggregated)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        ("--sqlwatch-report=out", "{root}/out is a directory"),
+        ("--sqlwatch-report=test_app.py/report.json", "{root}/test_app.py is not a directory"),
+        ("--sqlwatch-report=test_app.py/a/b/report.json", "{root}/test_app.py is not a directory"),
+    ],
+)
+def test_an_unusable_report_path_is_a_usage_error_before_any_test(
+    pytester: pytest.Pytester, option: str, problem: str
+) -> None:
+    write_app(pytester, "def test_x():\n    raise AssertionError('ran')\n")
+    pytester.mkdir("out")
+    result = pytester.runpytest(option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    message = f"ERROR: {option}: cannot write the report there: " + problem.format(
+        root=pytester.path
+    )
+    assert [line for line in result.stderr.lines if line.strip()] == [message]
+    assert "ran" not in result.stdout.str()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_an_unusable_report_path_in_the_ini_file_is_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    write_app(pytester, "def test_x():\n    pass\n", ini="sqlwatch_report = test_app.py/r.json")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: sqlwatch_report = 'test_app.py/r.json' in the pytest configuration: "
+            "cannot write the report there: */test_app.py is not a directory"
+        ]
+    )
+
+
+def test_a_missing_report_folder_is_created(pytester: pytest.Pytester) -> None:
+    write_app(pytester, "def test_x():\n    pass\n")
+    result = pytester.runpytest("--sqlwatch-report=new/folder/report.json")
+    assert result.ret == pytest.ExitCode.OK
+    assert Report.load(pytester.path / "new" / "folder" / "report.json").name == "pytest"
+
+
+def test_a_report_that_cannot_be_written_at_the_end_is_one_line(
+    pytester: pytest.Pytester,
+) -> None:
+    # usable when pytest starts; a test then puts a folder where the report goes
+    write_app(
+        pytester,
+        """
+        import os
+
+        def test_x():
+            os.mkdir("report.json")
+        """,
+    )
+    result = pytester.runpytest("--sqlwatch-report=report.json")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # not a green run without its report
+    output = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in output
+    assert "INTERNALERROR" not in output
+    path = pytester.path / "report.json"
+    (line,) = [line for line in result.stdout.lines if "could not be written" in line]
+    assert line.startswith(f"error: the report could not be written to {path}: ")
+
+
 def test_no_engine_instrumented_gives_a_hint(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI.format(extra=""))
     pytester.makepyfile(test_x="def test_x():\n    pass\n")

@@ -539,6 +539,177 @@ def test_load_a_directory_or_binary_file_is_a_report_error(tmp_path: Path) -> No
         Report.load(binary)
 
 
+def _golden_with(where: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    """The golden report's JSON with one value replaced (``value`` DELETE: removed)."""
+    data: dict[str, Any] = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    parent: Any = data
+    for key in where[:-1]:
+        parent = parent[key]
+    if value == "DELETE":
+        del parent[where[-1]]
+    else:
+        parent[where[-1]] = value
+    return data
+
+
+def _ids(cases: list[tuple[Any, ...]]) -> list[str]:
+    return [str(case[-1]) for case in cases]
+
+
+WRONG_VALUES = [
+    (("total_query_ms",), None, "total_query_ms must be a finite number, got null"),
+    (("duration_ms",), "12", "duration_ms must be a finite number, got the string '12'"),
+    (("query_count",), 1.5, "query_count must be an integer, got 1.5"),
+    (("query_count",), True, "query_count must be an integer, got true"),
+    (("name",), None, "name must be a string, got null"),
+    (("name",), ["a"], "name must be a string, got a list"),
+    (("operations",), [], "operations must be an object, got a list"),
+    (("tables", "users"), "3", "tables[\"users\"] must be an integer, got the string '3'"),
+    (("statements", 0, "sql"), 5, "statements[0].sql must be a string, got 5"),
+    (("statements", 0, "executemany"), 0, "statements[0].executemany must be true or false"),
+    (("slow_queries", 0, "duration_ms"), None, "slow_queries[0].duration_ms must be a finite"),
+    (("fingerprints", 0, "normalized"), None, "fingerprints[0].normalized must be a string"),
+    (("fingerprints", 0, "p95_ms"), "1", "fingerprints[0].p95_ms must be a finite number"),
+    (
+        ("fingerprints", 0, "call_sites"),
+        "app.py:1 in f",
+        "fingerprints[0].call_sites must be a list",
+    ),
+    (("fingerprints", 0, "call_sites", 0), 7, "fingerprints[0].call_sites[0] must be a string"),
+    (("fingerprints", 0, "histogram", 0), [1, 2, 3], "histogram[0] must be a list of 2, got 3"),
+    (("fingerprints", 0, "normalized"), "DELETE", "fingerprints[0].normalized is missing"),
+    (("n_plus_one", 0, "call_site"), 5, "n_plus_one[0].call_site must be a string or null, got 5"),
+    (("n_plus_one", 0, "fingerprint"), ["a"], "n_plus_one[0].fingerprint must be a string"),
+    (("n_plus_one", 0, "normalized"), 3, "n_plus_one[0].normalized must be a string, got 3"),
+    (("n_plus_one", 0, "suggestion"), None, "n_plus_one[0].suggestion must be a string"),
+    (("n_plus_one", 0, "relationship"), 1, "n_plus_one[0].relationship must be a string or null"),
+    (("n_plus_one", 0, "count"), "3", "n_plus_one[0].count must be an integer"),
+    (("duplicates", 0, "call_sites"), [None], "duplicates[0].call_sites[0] must be a string"),
+    (("pools", "shop", "checkouts"), None, 'pools["shop"].checkouts must be an integer'),
+    (("sessions", "unclosed_call_sites"), "x", "sessions.unclosed_call_sites must be a list"),
+    (("resources", "cpu_s"), {}, "resources.cpu_s must be a finite number, got an object"),
+    (
+        ("scopes", 0, "query_count"),
+        "3",
+        "scopes[0].query_count must be an integer, got the string",
+    ),
+    (("scopes", 0, "query_count"), 10**400, "scopes[0].query_count must be an integer, got an"),
+    (("scopes", 0, "runs"), None, "scopes[0].runs must be an integer, got null"),
+    (("scopes", 0), "t", "scopes[0] must be an object, got the string 't'"),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "message"), WRONG_VALUES, ids=_ids(WRONG_VALUES))
+def test_from_dict_rejects_a_wrong_value_naming_its_field(
+    where: tuple[str | int, ...], value: Any, message: str
+) -> None:
+    with pytest.raises(ReportError) as caught:
+        Report.from_dict(_golden_with(where, value))
+    text_message = str(caught.value)
+    assert text_message.startswith("malformed sqlwatch report: ")
+    assert message in text_message
+    assert "\n" not in text_message
+    assert caught.value.__cause__ is None
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"), WRONG_VALUES[::4], ids=_ids(WRONG_VALUES[::4])
+)
+def test_load_rejects_a_wrong_value_naming_its_field(
+    tmp_path: Path, where: tuple[str | int, ...], value: Any, message: str
+) -> None:
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(_golden_with(where, value)), encoding="utf-8")
+    with pytest.raises(ReportError, match="malformed sqlwatch report") as caught:
+        Report.load(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"schema_version": 1, "total_query_ms": NaN}', "total_query_ms must be a finite number"),
+        ('{"schema_version": 1, "duration_ms": 1e400}', "duration_ms must be a finite number"),
+        ('{"schema_version": true}', "schema_version is True"),
+        ('{"schema_version": 1, "query_count": 1' + "0" * 5000 + "}", "not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"schema_version": 1, "scopes": [' * 20_000, "nested too deeply"),
+        (
+            '{"schema_version": 1, "statements": [{"sql": "SELECT 1", "operation": "SELECT", '
+            '"tables": [], "fingerprint": "a", "normalized": "SELECT ?", "duration_ms": 1, '
+            '"rowcount": null, "executemany": false, "started_at": "", "engine": "e", '
+            '"call_site": null, "relationship": null, "error": null, "params": '
+            + "[" * 900
+            + "]" * 900
+            + "}]}",
+            "statements[0].params is nested too deeply (over 64 levels)",
+        ),
+    ],
+)
+def test_load_rejects_numbers_and_nesting_json_readers_cannot_hold(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "report.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ReportError) as caught:
+        Report.load(path)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_from_dict_takes_integral_floats_as_integers() -> None:
+    data = _golden_with(("query_count",), 7.0)
+    assert Report.from_dict(data).query_count == 7
+    assert type(Report.from_dict(data).query_count) is int
+
+
+def _leaves(value: Any) -> list[Any]:
+    """The scalars of parameters, whatever their shape (a dict, a tuple, a list of them)."""
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, (list, tuple)):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [(float("nan"), "NaN"), (float("inf"), "Infinity"), (float("-inf"), "-Infinity")],
+)
+def test_non_finite_parameters_are_written_as_strings_in_valid_json(
+    db: Engine,
+    tmp_path: Path,
+    validator: jsonschema.Draft202012Validator,
+    value: float,
+    written: str,
+) -> None:
+    with sqlwatch.watch("w", capture_params=True) as w, db.connect() as conn:
+        conn.execute(text("CREATE TEMPORARY TABLE numbers (x FLOAT)"))
+        conn.execute(text("SELECT :x, :y"), {"x": value, "y": 1.5})
+        conn.execute(text("INSERT INTO numbers (x) VALUES (:x)"), [{"x": 1.5}, {"x": value}])
+    report = w.report
+    kept = [s.params for s in report.statements if s.operation in ("SELECT", "INSERT")]
+    assert [repr(leaf) for leaf in _leaves(kept)] == [repr(value), "1.5", "1.5", repr(value)]
+
+    def strict(token: str) -> None:
+        raise AssertionError(f"not JSON: {token}")
+
+    data = json.loads(report.to_json(), parse_constant=strict)
+    params = [s["params"] for s in data["statements"] if s["operation"] in ("SELECT", "INSERT")]
+    assert _leaves(params) == [written, 1.5, 1.5, written]
+    assert _first_error(validator, data) is None
+    target = report.save(tmp_path / "report.json")
+    json.loads(target.read_text(encoding="utf-8"), parse_constant=strict)
+    loaded = Report.load(target).statements
+    assert _leaves([s.params for s in loaded if s.operation in ("SELECT", "INSERT")]) == [
+        written,
+        1.5,
+        1.5,
+        written,
+    ]
+
+
 # -- the golden report ------------------------------------------------------------------
 
 
@@ -622,3 +793,95 @@ def test_golden_report_merges_with_a_fresh_one(db: Engine) -> None:
     assert merged.statements == golden.statements + fresh.statements
     assert {s.name for s in merged.scopes} >= {"list_users", "add_tags", "list"}
     copy.deepcopy(merged)  # plain data all the way down
+
+
+# -- redaction by dialect ----------------------------------------------------------
+
+
+def test_saved_reports_redact_sql_as_the_engine_s_dialect_lexes_it(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    """SQLite reads ``[it's]`` as a column name. Lexed as generic SQL it opened a
+    string that closed at the quote before the value, and the value left in the
+    report's statements, duplicates and N+1 example."""
+    sqlwatch.instrument(sqlite_engine, name="shop")  # a name that does not say the dialect
+    with sqlite_engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t ([it's] INTEGER, token TEXT)"))
+    with sqlwatch.watch("tokens") as watch, sqlite_engine.connect() as conn:
+        for n in range(3):
+            conn.execute(text("SELECT [it's] FROM t WHERE token = 'tok_SECRET'")).all()
+            conn.execute(text(f"SELECT [it's] FROM t WHERE token = 'tok_SECRET_{n}'")).all()
+    report = watch.report
+    assert report.duplicates
+    assert report.n_plus_one
+    saved = report.save(tmp_path / "report.json").read_text(encoding="utf-8")
+    assert "SECRET" not in saved
+    data = json.loads(saved)
+    redacted = "SELECT [it's] FROM t WHERE token = ?"
+    assert {s["sql"] for s in data["statements"]} == {redacted}
+    assert data["duplicates"][0]["sql"] == redacted
+    assert data["n_plus_one"][0]["example_sql"] == redacted
+
+
+def test_redaction_of_records_from_engines_not_instrumented_here() -> None:
+    """A report loaded from elsewhere: a URL-named engine says its dialect; for any
+    other name, and for a duplicate or N+1 of no known statement, the text is
+    lexed as every dialect would, so a value is gone whichever it was."""
+    mysql = "SELECT id FROM users WHERE token = \"tok_SECRET\" AND note = 'it\\'s SECRET'"
+    postgres = "SELECT \"user\".id FROM \"user\" WHERE path = 'C:\\' AND token = 'SECRET'"
+    info = sqlwatch.analyze(mysql, "mysql")
+    base = records_module.Statement(
+        sql=mysql,
+        operation=info.operation,
+        tables=info.tables,
+        fingerprint=info.fingerprint,
+        normalized=info.normalized,
+        duration_ms=1.0,
+        rowcount=None,
+        executemany=False,
+        started_at="2025-01-01T00:00:00Z",
+        engine="mysql+pymysql://app@db/app",
+        call_site=None,
+        relationship=None,
+        error=None,
+    )
+    statements = (
+        base,
+        dataclasses.replace(base, sql=postgres, engine="postgresql+psycopg://app:***@db/app"),
+        dataclasses.replace(base, sql=postgres, engine="warehouse"),
+    )
+    finding = records_module.NPlusOne(
+        fingerprint=info.fingerprint,
+        normalized=info.normalized,
+        example_sql=mysql,
+        count=3,
+        total_ms=3.0,
+        call_site=None,
+        relationship=None,
+        tables=info.tables,
+        suggestion="",
+    )
+    report = Report(
+        statements=statements,
+        slow_queries=statements[:1],
+        n_plus_one=(finding,),
+        duplicates=(
+            records_module.Duplicate(sql=mysql, count=2, call_sites=()),
+            records_module.Duplicate(sql=mysql.replace("id", "name"), count=2, call_sites=()),
+        ),
+    )
+    data = report.to_dict()
+    assert "SECRET" not in json.dumps(data)
+    mysql_redacted = "SELECT id FROM users WHERE token = ? AND note = ?"
+    assert [s["sql"] for s in data["statements"]] == [
+        mysql_redacted,
+        'SELECT "user".id FROM "user" WHERE path = ? AND token = ?',
+        "SELECT ?.id FROM ? WHERE path = ?'",  # "warehouse": any dialect
+    ]
+    assert data["slow_queries"][0]["sql"] == mysql_redacted
+    assert data["n_plus_one"][0]["example_sql"] == mysql_redacted
+    assert data["duplicates"][0]["sql"] == mysql_redacted
+    assert data["duplicates"][1]["sql"] == "SELECT name FROM users WHERE token = ? AND note = ?'"
+    # a report that dropped statements cannot vouch for the dialect of a finding
+    dropped = dataclasses.replace(report, dropped_statements=1).to_dict()
+    assert dropped["n_plus_one"][0]["example_sql"] == mysql_redacted + "'"

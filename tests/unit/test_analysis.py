@@ -42,6 +42,7 @@ from sqlwatch._analysis import (
     analyze,
     analyzer_for,
     redact_literals,
+    redact_literals_of_any,
 )
 from sqlwatch.records import StatementInfo
 
@@ -439,3 +440,44 @@ def test_sqlalchemy_savepoints_share_a_fingerprint() -> None:
 )
 def test_redact_literals_keeps_the_statement_but_not_its_values(sql: str, expected: str) -> None:
     assert redact_literals(sql) == expected
+
+
+MYSQL_STRING = "SELECT id FROM users WHERE token = \"tok_SECRET\" AND note = 'it\\'s SECRET'"
+PG_BACKSLASH = "SELECT \"user\".id FROM \"user\" WHERE path = 'C:\\' AND token = 'SECRET'"
+SQLITE_BRACKET = "SELECT [it's] FROM t WHERE token = 'SECRET'"
+
+
+@pytest.mark.parametrize(
+    ("sql", "dialects", "expected"),
+    [
+        (MYSQL_STRING, ["mysql"], "SELECT id FROM users WHERE token = ? AND note = ?"),
+        (MYSQL_STRING, ["mariadb"], "SELECT id FROM users WHERE token = ? AND note = ?"),
+        (
+            PG_BACKSLASH,
+            ["postgresql"],
+            'SELECT "user".id FROM "user" WHERE path = ? AND token = ?',
+        ),
+        (SQLITE_BRACKET, ["sqlite"], "SELECT [it's] FROM t WHERE token = ?"),
+        # one of several, or unknown: whatever any of them reads as a value goes
+        (
+            MYSQL_STRING,
+            ["postgresql", "mysql"],
+            "SELECT id FROM users WHERE token = ? AND note = ?'",
+        ),
+        (PG_BACKSLASH, ["postgresql", "mysql"], "SELECT ?.id FROM ? WHERE path = ?'"),
+        (PG_BACKSLASH, [None], "SELECT ?.id FROM ? WHERE path = ?'"),
+        (SQLITE_BRACKET, ["a-third-party-dialect"], "SELECT [it?'"),
+        (SQLITE_BRACKET, [], "SELECT [it?'"),
+        ("SELECT a #>> ? FROM t -- x", [None], "SELECT a  "),
+    ],
+)
+def test_redact_literals_of_any_leaves_no_value_of_any_dialect(
+    sql: str, dialects: list[str | None], expected: str
+) -> None:
+    """With its own dialect's rules each statement above is redacted readably; with
+    another's, "SECRET" leaked (a MySQL string is a PostgreSQL identifier, a
+    PostgreSQL 'C:\\' a MySQL string running on to the next quote)."""
+    assert redact_literals_of_any(sql, dialects) == expected
+    assert "SECRET" not in redact_literals_of_any(sql, [None])
+    if len(dialects) == 1 and dialects[0] in ("mysql", "postgresql", "sqlite"):
+        assert redact_literals_of_any(sql, dialects) == redact_literals(sql, dialects[0])

@@ -20,6 +20,28 @@ def test_a_repeated_statement_is_answered_from_the_cache() -> None:
     assert analyzer.cache_info().exact == 1
 
 
+def test_unicode_look_alikes_of_keywords_do_not_share_a_cache_entry() -> None:
+    """``"\u017felect".upper()`` (a long s) is ``"SELECT"``; were it upper-cased,
+    "\u017felect 1" would meet "select 1" in the normalized cache and hand it
+    its operation."""
+    analyzer = StatementAnalyzer(None)
+    for lookalike, plain in [
+        ("\u017felect 1", "select 1"),
+        ("\u0131nsert into t values (1)", "insert into t values (2)"),
+        ("select * from t where a \u0131n (1, 2)", "select * from t where a in (1, 2)"),
+        ("\u017favepoint a", "savepoint a"),
+    ]:
+        odd = analyzer(lookalike)
+        assert not odd.normalized.isascii()  # the look-alike kept as written
+        assert analyzer(plain) == StatementAnalyzer(None)(plain)
+        assert odd.fingerprint != analyzer(plain).fingerprint
+    assert analyzer("\u017felect 1").operation == "OTHER"
+    assert analyzer("select 1").operation == "SELECT"
+    # ... nor is a look-alike's list collapsed, nor its "savepoint" name dropped
+    assert analyzer("select a \u0131n (1, 2)") != analyzer("select a \u0131n (1)")
+    assert analyzer("\u017favepoint a") != analyzer("\u017favepoint b")
+
+
 def test_ten_thousand_literal_variations_are_parsed_once() -> None:
     analyzer = StatementAnalyzer("postgresql")
     fingerprints = {

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlglot.tokens import Tokenizer
 
-from sqlwatch._analysis import StatementAnalyzer, analyze
+from sqlwatch._analysis import StatementAnalyzer, analyze, redact_literals_of_any
 from sqlwatch._analysis._keywords import RESERVED
 
 DIALECTS = [None, "sqlite", "postgresql", "mysql", "mssql", "oracle"]
@@ -228,3 +228,97 @@ def test_other_tables_change_the_fingerprint(table: str) -> None:
     assert other.fingerprint != reference.fingerprint
     assert other.tables == (table,)
     assert other.summary == f"SELECT {table}"
+
+
+# -- redaction ---------------------------------------------------------------------
+
+
+def written_literals(dialect: str | None) -> st.SearchStrategy[str]:
+    """String literals as ``dialect`` writes them, their text marked "zq": MySQL
+    escapes with backslashes and also quotes strings with ``"``; the others
+    double the quote, and a backslash is an ordinary character."""
+    text = st.text(st.sampled_from(list("ab'\"\\ %?:$-/*#[]`\n")), max_size=10)
+
+    def single(body: str) -> str:
+        if dialect == "mysql":
+            return "'zq" + body.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return "'zq" + body.replace("'", "''") + "'"
+
+    def double(body: str) -> str:
+        return '"zq' + body.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    written = [text.map(single), st.integers(0, 10**6).map(lambda n: f"{n}2718")]
+    if dialect == "mysql":
+        written.append(text.map(double))
+    return st.one_of(written)
+
+
+@PROPERTY_SETTINGS
+@given(
+    data=st.data(),
+    template=st.sampled_from(TEMPLATES),
+    dialect=st.sampled_from(DIALECTS),
+    others=st.lists(st.sampled_from([*DIALECTS, "unknown-dialect"]), max_size=3),
+)
+def test_redaction_for_any_set_of_dialects_leaves_no_value_of_any(
+    data: st.DataObject, template: str, dialect: str | None, others: list[str | None]
+) -> None:
+    """A report redacts a statement whose dialect is one of several (or unknown)
+    as each of them would lex it: no value survives, whichever ran it."""
+    slots = template.count("{}")
+    values = data.draw(st.lists(written_literals(dialect), min_size=slots, max_size=slots))
+    sql = fill(template, values)
+    candidates = data.draw(st.permutations([dialect or "sqlite", *others]))
+    for redacted in (redact_literals_of_any(sql, candidates), redact_literals_of_any(sql, [None])):
+        assert "zq" not in redacted
+        assert "2718" not in redacted
+
+
+# -- history --------------------------------------------------------------------------
+
+# Letters whose Unicode case mapping lands on ASCII ones: the long s U+017F
+# upper-cases to "S", the dotless i U+0131 to "I", the ligature U+FB06 to "ST";
+# Python's re.IGNORECASE matches the Kelvin sign U+212A with "k". No database
+# reads "\u017felect" as SELECT.
+LOOKALIKES = {
+    "s": "\u017f",
+    "i": "\u0131",
+    "I": "\u0130",
+    "k": "\u212a",
+    "ff": "\ufb00",
+    "st": "\ufb06",
+}
+STATEMENT_WORDS = [
+    *("select", "insert", "into", "values", "update", "set", "delete", "from", "where"),
+    *("in", "like", "offset", "distinct", "exists", "array", "savepoint", "release"),
+    *("begin", "commit", "rollback", "to", "with", "as", "users", "t", "SELECT", "VALUES"),
+    *("1", "'a'", "?", "(", ")", "[", "]", ",", "=", ";", "."),
+]
+
+
+@st.composite
+def twins(draw: st.DrawFn) -> tuple[str, str]:
+    """A statement, and the same with some letters swapped for Unicode look-alikes."""
+    words = draw(st.lists(st.sampled_from(STATEMENT_WORDS), min_size=1, max_size=10))
+    plain = twin = " ".join(words)
+    for letter, lookalike in LOOKALIKES.items():
+        if draw(st.booleans()):
+            twin = twin.replace(letter, lookalike)
+    return plain, twin
+
+
+@PROPERTY_SETTINGS
+@given(
+    pair=st.one_of(twins(), st.tuples(st.text(), st.text()), st.tuples(SQLISH, SQLISH)),
+    swap=st.booleans(),
+    dialect=st.sampled_from(DIALECTS),
+)
+def test_analysis_does_not_depend_on_what_was_analyzed_before(
+    pair: tuple[str, str], swap: bool, dialect: str | None
+) -> None:
+    """The caches are keyed by what each step produced: two strings meeting
+    there must have the same answer, or the second gets the first's."""
+    first, second = reversed(pair) if swap else pair
+    analyzer = StatementAnalyzer(dialect)
+    analyzer(first)
+    assert analyzer(second) == StatementAnalyzer(dialect)(second)

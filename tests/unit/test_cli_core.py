@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,88 @@ def test_report_malformed_file(
     path = tmp_path / "bad.json"
     path.write_text(content, encoding="utf-8")
     assert_one_line_error(*run(capsys, "report", str(path)), str(path))
+
+
+WRONG_TYPES = [
+    ('{"schema_version": 1, "total_query_ms": null}', "total_query_ms must be a finite number"),
+    ('{"schema_version": 1, "duration_ms": "12"}', "duration_ms must be a finite number"),
+    ('{"schema_version": 1, "name": 3}', "name must be a string, got 3"),
+    (
+        '{"schema_version": 1, "fingerprints": [{"fingerprint": "a", "normalized": null, '
+        '"operation": "SELECT", "tables": [], "count": 1, "total_ms": 1, "mean_ms": 1, '
+        '"p50_ms": 1, "p95_ms": 1, "p99_ms": 1, "max_ms": 1, "call_sites": "x.py:1 in f"}]}',
+        "fingerprints[0].normalized must be a string, got null",
+    ),
+    (
+        '{"schema_version": 1, "scopes": [{"name": "t", "runs": 1, "query_count": "3", '
+        '"total_query_ms": 1, "duration_ms": 1, "queries_per_run": {}}]}',
+        "scopes[0].query_count must be an integer, got the string '3'",
+    ),
+    (
+        '{"schema_version": 1, "duplicates": [{"sql": 1, "count": 2, "call_sites": []}]}',
+        "duplicates[0].sql must be a string, got 1",
+    ),
+    (
+        '{"schema_version": 1, "slow_queries": [{"sql": "x", "operation": "SELECT", '
+        '"tables": [], "fingerprint": "a", "normalized": "x", "duration_ms": null, '
+        '"rowcount": null, "executemany": false, "started_at": "", "engine": "e", '
+        '"call_site": null, "relationship": null, "error": null}]}',
+        "slow_queries[0].duration_ms must be a finite number, got null",
+    ),
+    (
+        '{"schema_version": 1, "sessions": {"unclosed": 1, "unclosed_call_sites": [3]}}',
+        "sessions.unclosed_call_sites[0] must be a string, got 3",
+    ),
+    ('{"schema_version": 1, "total_query_ms": Infinity}', "total_query_ms must be a finite"),
+]
+
+
+@pytest.mark.parametrize("output", ["text", "markdown", "json"])
+@pytest.mark.parametrize(("content", "message"), WRONG_TYPES, ids=[m for _, m in WRONG_TYPES])
+def test_report_of_wrong_types_names_the_field(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str, message: str, output: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content, encoding="utf-8")
+    status, out, err = run(capsys, "report", str(path), "--format", output)
+    assert_one_line_error(status, out, err, str(path), "malformed sqlwatch report", message)
+
+
+def test_report_of_json_nested_too_deeply(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    assert_one_line_error(*run(capsys, "report", str(path)), str(path), "nested too deeply")
+
+
+@pytest.mark.parametrize("top", ["-1", "-5", "ten", "1.5"])
+def test_report_top_must_be_a_non_negative_integer(
+    capsys: pytest.CaptureFixture[str], top: str
+) -> None:
+    status, out, err = run(capsys, "report", str(GOLDEN), "--top", top)
+    assert_one_line_error(status, out, err, "argument --top: expected an integer >= 0")
+
+
+def test_report_top_zero_lists_no_row(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "report", str(GOLDEN), "--top", "0")
+    assert status == 0
+    assert "Top statements by total time" not in out.splitlines()
+
+
+def test_report_says_why_statements_are_missing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    golden = Report.load(GOLDEN)
+    over_the_cap = replace(golden, dropped_statements=4)
+    none_kept = replace(golden, statements=(), dropped_statements=13)  # the pytest plugin's
+    _, out, _ = run(capsys, "report", str(over_the_cap.save(tmp_path / "cap.json")))
+    assert out.splitlines()[1] == "(4 statements beyond max_statements: aggregated only)"
+    _, out, _ = run(capsys, "report", str(none_kept.save(tmp_path / "none.json")))
+    assert "max_statements" not in out
+    assert out.splitlines()[1] == (
+        "(statements are not kept one by one in this report: all 13 are aggregated)"
+    )
 
 
 def test_report_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
