@@ -51,7 +51,7 @@ def export_statement(
             if exporter.statement_enabled():
                 if execution is None:
                     execution = process(raw)
-                keep = any(exporter is chosen for chosen in with_params)
+                keep = bool(with_params) and any(exporter is e for e in with_params)
                 event = events.get(keep)
                 if event is None:
                     event = events[keep] = StatementEvent(execution, with_params=keep)
