@@ -211,6 +211,38 @@ def record_to_dict(record: object) -> dict[str, Any]:
     }
 
 
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_MAX_STRICT_DEPTH = 32
+
+
+def strict_jsonable(value: Any, _seen: set[int] | None = None, _depth: int = 0) -> Any:
+    """``value`` in the types strict JSON (RFC 8259) holds, for what leaves the
+    process as text: captured parameters in a report, any ``extra`` of a log record.
+    A NaN or infinite float becomes ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``
+    (``json`` would write them bare, which parsers reject); keys become strings,
+    sets and tuples lists, anything else its ``str()``; a structure that contains
+    itself, or nests past 32 levels, is cut with ``"..."``."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NON_FINITE[repr(value)]
+    if isinstance(value, (dict, list, tuple, set, frozenset)):
+        seen = set() if _seen is None else _seen
+        if id(value) in seen or _depth >= _MAX_STRICT_DEPTH:
+            return "..."
+        seen.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return {
+                    k if isinstance(k, str) else str(k): strict_jsonable(v, seen, _depth + 1)
+                    for k, v in value.items()
+                }
+            return [strict_jsonable(item, seen, _depth + 1) for item in value]
+        finally:
+            seen.discard(id(value))
+    return str(value)
+
+
 def _to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value

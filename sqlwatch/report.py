@@ -10,7 +10,6 @@ pytest-xdist workers needs.
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 from collections.abc import Iterable, Mapping
@@ -35,6 +34,7 @@ from sqlwatch.records import (
     UnusedEagerLoad,
     record_from_dict,
     record_to_dict,
+    strict_jsonable,
 )
 
 __all__ = ["SCHEMA_VERSION", "Report", "ReportError"]
@@ -114,7 +114,7 @@ class Report:
             if statement.get("params") is None:
                 statement.pop("params", None)
             else:
-                statement["params"] = _finite(statement["params"])
+                statement["params"] = strict_jsonable(statement["params"])
         return data
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -292,21 +292,6 @@ def _redact_duplicate(duplicate: Duplicate, redactor: _Redactor) -> Duplicate:
 def _redact_finding(finding: NPlusOne, redactor: _Redactor) -> NPlusOne:
     sql = redactor.finding(finding.example_sql)
     return finding if sql == finding.example_sql else replace(finding, example_sql=sql)
-
-
-_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-
-
-def _finite(value: Any) -> Any:
-    """Captured parameters as JSON has them: a NaN or infinite float, which JSON
-    cannot hold, becomes the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return _NON_FINITE[repr(value)]
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value
 
 
 def _parse_time(text: str) -> datetime | None:

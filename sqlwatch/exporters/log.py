@@ -15,13 +15,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import threading
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlwatch.exporters.base import Exporter, StatementEvent
-from sqlwatch.records import Leak, NPlusOne, Statement, record_to_dict
+from sqlwatch.records import Leak, NPlusOne, Statement, record_to_dict, strict_jsonable
 
 __all__ = ["JSONFormatter", "LoggingExporter"]
 
@@ -233,35 +232,7 @@ class JSONFormatter(logging.Formatter):
             payload["exception"] = record.exc_text
         if record.stack_info:
             payload["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(_jsonable(payload, set()), ensure_ascii=False, allow_nan=False)
-
-
-_MAX_DEPTH = 32
-
-
-def _jsonable(value: Any, seen: set[int], depth: int = 0) -> Any:
-    """``value`` in the types strict JSON holds: keys become strings, sets and
-    tuples lists, NaN and infinities strings (``json`` would write bare ``NaN``,
-    which parsers reject), anything else (and a structure that contains itself or
-    nests past 32 levels) its ``str()``."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, (dict, list, tuple, set, frozenset)):
-        if id(value) in seen or depth >= _MAX_DEPTH:
-            return "..."
-        seen.add(id(value))
-        try:
-            if isinstance(value, dict):
-                return {
-                    k if isinstance(k, str) else str(k): _jsonable(v, seen, depth + 1)
-                    for k, v in value.items()
-                }
-            return [_jsonable(item, seen, depth + 1) for item in value]
-        finally:
-            seen.discard(id(value))
-    return str(value)
+        return json.dumps(strict_jsonable(payload), ensure_ascii=False, allow_nan=False)
 
 
 def _iso_utc(created: float) -> str:

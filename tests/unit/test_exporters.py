@@ -141,13 +141,13 @@ def test_json_formatter_writes_strict_json_whatever_the_extra_values() -> None:
     data = _strict_json(line)
     assert isinstance(data, dict)
     assert data["message"] == "done job"
-    assert data["ratio"] == "nan"
-    assert data["limit"] == "-inf"
+    assert data["ratio"] == "NaN"
+    assert data["limit"] == "-Infinity"
     assert data["by_pair"] == {"(1, 2)": "v"}
     assert data["tags"] == ["a"]
     assert data["raw"] == "b'\\xff'"
     assert data["loop"] == {"self": "..."}
-    assert data["sqlwatch"] == {"duration_ms": "inf"}
+    assert data["sqlwatch"] == {"duration_ms": "Infinity"}
 
 
 @pytest.mark.parametrize(
