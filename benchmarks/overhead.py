@@ -97,7 +97,9 @@ class _DroppingPipeline:
 
     def __init__(self) -> None:
         self.pending: deque[Any] = deque()
-        self.flush = self.pending.clear
+
+    def flush(self, origin: Any = None) -> None:
+        self.pending.clear()
 
     def attach(self, tracker: Any) -> None:
         tracker.counted = None  # every statement takes the path with a record

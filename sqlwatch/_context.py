@@ -53,7 +53,10 @@ an exporter that decorates "the current span" must leave that span alone."""
 _unit_serials = itertools.count(1)
 
 
-def push_scope(scope: Any) -> Token[ScopeChain]:
+def push_scope(scope: Any, unit: int = 0) -> Token[ScopeChain]:
+    """Open ``scope`` in the current context. ``unit``: the unit of work to be part
+    of when no scope is open around it (a decorated generator's steps are one
+    unit, however many times its scope is stepped in and out); 0 for a new one."""
     chain = current_chain.get()
     options = scope.options
     exporters = chain.statement_exporters + tuple(
@@ -67,7 +70,7 @@ def push_scope(scope: Any) -> Token[ScopeChain]:
             sqlcommenter=chain.sqlcommenter or options.sqlcommenter,
             statement_exporters=exporters,
             slow_ns=min(chain.slow_ns, options.slow_query_ms * 1e6),
-            unit=chain.unit or next(_unit_serials),
+            unit=chain.unit or unit or next(_unit_serials),
             n_plus_one_ignore=chain.n_plus_one_ignore,
         )
     )

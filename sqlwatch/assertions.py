@@ -7,9 +7,12 @@ SQL; each N+1 with its relationship or SQL, count, call site and the fix.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from typing import Any
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from types import TracebackType
+from typing import Any, Generic, TypeVar, cast
 
 from sqlwatch._analysis import TRANSACTION_CONTROL
 from sqlwatch.detectors.n_plus_one import ignoring
@@ -18,12 +21,91 @@ from sqlwatch.records import NPlusOne, Statement
 from sqlwatch.watch import Watch
 
 __all__ = [
+    "Block",
     "assert_max_queries",
     "assert_no_n_plus_one",
     "format_findings",
     "format_statements",
     "ignore_n_plus_one",
 ]
+
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Block(Generic[T]):
+    """What the helpers return: a context manager (``with`` and ``async with``) and
+    a decorator of sync and async functions, as ``watch()`` is.
+
+    A plain ``@contextmanager`` would also decorate, but around an ``async def``
+    it only wraps the call that creates the coroutine: the block would be over
+    before the function's first statement ran, and the assertion would pass
+    without having checked anything.
+    """
+
+    def __init__(self, factory: Callable[[], AbstractContextManager[T]]) -> None:
+        self._factory = factory
+        self._open: AbstractContextManager[T] | None = None
+
+    def __enter__(self) -> T:
+        if self._open is not None:  # as watch(): a block checks one thing at a time
+            raise RuntimeError("this block is already open; call the helper again to nest")
+        manager = self._factory()
+        value = manager.__enter__()
+        self._open = manager
+        return value
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        __tracebackhide__ = True
+        manager, self._open = self._open, None
+        if manager is None:
+            return None
+        return manager.__exit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> T:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        __tracebackhide__ = True
+        return self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, fn: F) -> F:
+        """Check every call of ``fn``, each in a block of its own."""
+        factory = self._factory
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            # its body runs after the call returns, outside any block around the call
+            raise TypeError(
+                f"cannot decorate the generator function {fn.__qualname__}: its body runs "
+                "as it is iterated, after the call; use a `with` block inside it"
+            )
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                __tracebackhide__ = True
+                with factory():
+                    return await fn(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            with factory():
+                return fn(*args, **kwargs)
+
+        return cast(F, wrapper)
 
 
 def format_statements(statements: list[Statement]) -> str:
@@ -61,24 +143,28 @@ def format_findings(findings: Iterable[NPlusOne]) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
 def assert_max_queries(
     n: int,
     *,
     name: str | None = None,
     include_tcl: bool = False,
     engines: Any = None,
-) -> Iterator[Watch]:
+) -> Block[Watch]:
     """Fail with ``QueryCountExceeded`` when the block runs more than ``n`` statements.
 
     Transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE) is left
     out unless ``include_tcl=True``: it depends on the session's configuration,
     not on the code under test. ``engines`` counts one engine (or a few); by
-    default every instrumented engine counts.
+    default every instrumented engine counts. Also a decorator (sync and async).
     """
-    __tracebackhide__ = True
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"assert_max_queries(n) needs an integer n >= 0, got {n!r}")
+    return Block(functools.partial(_max_queries, n, name, include_tcl, engines))
+
+
+@contextmanager
+def _max_queries(n: int, name: str | None, include_tcl: bool, engines: Any) -> Iterator[Watch]:
+    __tracebackhide__ = True
     with Watch(name, engines=engines, detect_unused_eager_loads=False) as watch:
         yield watch
     report = watch.report
@@ -102,19 +188,23 @@ def assert_max_queries(
         )
 
 
-@contextmanager
 def assert_no_n_plus_one(
     *, name: str | None = None, engines: Any = None, **options: Any
-) -> Iterator[Watch]:
+) -> Block[Watch]:
     """Fail with ``NPlusOneDetected`` when the block has an N+1.
 
     ``options`` are those of ``watch()`` (``n_plus_one_threshold``, ``ignore``...).
     The message names each finding's relationship or SQL, its count, call site
     and the loader option that fixes it. An exception raised in the block passes
-    through unchanged.
+    through unchanged. Also a decorator (sync and async).
     """
-    __tracebackhide__ = True
     options.setdefault("detect_unused_eager_loads", False)
+    return Block(functools.partial(_no_n_plus_one, name, engines, options))
+
+
+@contextmanager
+def _no_n_plus_one(name: str | None, engines: Any, options: dict[str, Any]) -> Iterator[Watch]:
+    __tracebackhide__ = True
     with Watch(name, engines=engines, **options) as watch:
         yield watch
     findings = watch.n_plus_one
@@ -127,15 +217,14 @@ def assert_no_n_plus_one(
         )
 
 
-@contextmanager
-def ignore_n_plus_one(*patterns: str, reason: str | None = None) -> Iterator[None]:
+def ignore_n_plus_one(*patterns: str, reason: str | None = None) -> Block[None]:
     """Accept the N+1s of a block: a ``# noqa`` for N+1 findings.
 
     ``patterns`` are as for the ``ignore`` option (relationship names such as
     ``"User.addresses"``, table names, call-site globs such as ``"app/legacy/*"``);
     none means every N+1 in the block. ``reason`` documents why, for the reader.
     Statements in the block still count everywhere else (query counts,
-    duplicates, slow queries).
+    duplicates, slow queries). Also a decorator (sync and async).
     """
     for pattern in patterns:
         if not isinstance(pattern, str) or not pattern:
@@ -145,5 +234,4 @@ def ignore_n_plus_one(*patterns: str, reason: str | None = None) -> Iterator[Non
             )
     if reason is not None and not isinstance(reason, str):
         raise TypeError(f"ignore_n_plus_one(reason=...) must be a string, got {reason!r}")
-    with ignoring(tuple(patterns)):
-        yield
+    return Block(functools.partial(ignoring, tuple(patterns)))

@@ -8,7 +8,7 @@ checked here, once, and a mistake is a one-line ``TypeError`` / ``ValueError``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,16 +42,16 @@ class Options:
         _check_number("span_min_duration_ms", self.span_min_duration_ms, minimum=0.0)
         _check_bool("sqlcommenter", self.sqlcommenter)
         ignore: object = self.ignore  # users may pass anything: check at run time
-        if isinstance(ignore, str) or not all(isinstance(p, str) for p in self.ignore):
+        if not _is_sequence(ignore) or not all(isinstance(p, str) for p in self.ignore):
             raise ValueError(
                 "option 'ignore' must be a sequence of strings (relationship names, "
                 f"table names or call-site globs), got {self.ignore!r}"
             )
         exporters: object = self.exporters
-        if isinstance(exporters, str):
+        if not _is_sequence(exporters):
             raise ValueError(
                 "option 'exporters' must be a sequence, e.g. exporters=('logging',); "
-                f"got the string {self.exporters!r}"
+                f"got {self.exporters!r}"
             )
 
     @classmethod
@@ -67,8 +67,11 @@ class Options:
             raise TypeError(f"unknown sqlwatch option {unknown[0]!r}; valid options: {valid}")
         values = {**defaults, **kwargs}
         for name in ("ignore", "exporters"):
-            if name in values and isinstance(values[name], (list, set, frozenset)):
-                values[name] = tuple(values[name])
+            value = values.get(name)
+            if isinstance(value, Iterable) and not isinstance(value, (str, bytes, tuple)):
+                # a generator would be used up by the check below, and a list
+                # could change after it: keep an immutable copy
+                values[name] = tuple(value)
         return cls(**values)
 
     def replace(self, **changes: Any) -> Options:
@@ -88,6 +91,13 @@ def _check_int(name: str, value: object, *, minimum: int) -> None:
         raise ValueError(f"option {name!r} must be an integer >= {minimum}, got {value!r}")
 
 
+def _is_sequence(value: object) -> bool:
+    """A collection of entries, not one entry: a string is not one, nor ``None``."""
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes))
+
+
 def _check_number(name: str, value: object, *, minimum: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+    # ``not value >= minimum`` also refuses NaN, which every comparison calls false:
+    # ``slow_query_ms=nan`` would silently report no slow query at all
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
         raise ValueError(f"option {name!r} must be a number >= {minimum:g}, got {value!r}")

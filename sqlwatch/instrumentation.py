@@ -8,6 +8,7 @@ test or per request would miss statements).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,11 @@ class Instrumentation:
         return process_report()
 
     def uninstrument(self) -> None:
-        uninstrument(self.engine)
+        """Uninstrument the engine, unless it was uninstrumented and instrumented
+        again since: that newer instrumentation has its own handle."""
+        with STATE.lock:
+            if _handles.get(self._tracker.engine_id) is self:
+                uninstrument(self.engine)
 
     def __repr__(self) -> str:
         return f"<sqlwatch.Instrumentation {self.name!r}>"
@@ -101,14 +106,15 @@ def instrument(
 ) -> Instrumentation:
     """Watch every statement of ``engine``. A second call returns the same handle."""
     sync_engine = _sync_engine(engine)
+    parsed = Options.from_kwargs(options, **PROCESS_DEFAULTS)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"instrument(name=...) must be a string, got {name!r}")
     with STATE.lock:
         handle = _handles.get(id(sync_engine))
         if handle is not None and id(sync_engine) in STATE.trackers:
+            _warn_if_ignored(handle, parsed, options, name)
             return handle
-        parsed = Options.from_kwargs(options, **PROCESS_DEFAULTS)
         exporters = resolve_exporters(parsed.exporters)
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"instrument(name=...) must be a string, got {name!r}")
         tracker = EngineTracker(
             sync_engine,
             name=_unique_name(name or engine_name(sync_engine)),
@@ -128,6 +134,27 @@ def instrument(
         STATE.sessions.install()
         handle = _handles[id(sync_engine)] = Instrumentation(tracker, engine)
         return handle
+
+
+def _warn_if_ignored(
+    handle: Instrumentation, parsed: Options, given: dict[str, Any], name: str | None
+) -> None:
+    """A second ``instrument()`` keeps the first call's options; say so when this
+    call asked for others. The usual way in: ``watch(engines=[engine])`` or an
+    assertion instrumented the engine first (without exporters), and the
+    application's own ``instrument(engine)`` would otherwise silently log nothing."""
+    current = handle.options
+    ignored = sorted(key for key in given if getattr(parsed, key) != getattr(current, key))
+    if name is not None and name != handle.name:
+        ignored.insert(0, "name")
+    if ignored:
+        logging.getLogger("sqlwatch").warning(
+            "sqlwatch: %s is instrumented already; instrument() keeps the options it "
+            "was first instrumented with and ignores these: %s (uninstrument() it "
+            "first to change them)",
+            handle.name,
+            ", ".join(ignored),
+        )
 
 
 def _unique_name(base: str) -> str:

@@ -222,10 +222,17 @@ class Scope:
             self._dropped += len(durations)
 
     def _catch_up(self) -> None:
-        """Process what capture has buffered, before the scope is read."""
-        PIPELINE.flush()
-        if self.process_wide:
-            PIPELINE.fold_all()
+        """Process what capture has buffered, before the scope is read.
+
+        Under the pipeline's lock: another thread may be processing a batch that
+        holds this scope's statements (the buffer is shared, and whoever fills it
+        takes everything). The buffer is empty then, and ``flush`` would return
+        at once; the lock waits for that batch to land.
+        """
+        with PIPELINE.lock:
+            PIPELINE.flush()
+            if self.process_wide:
+                PIPELINE.fold_all()
 
     def statement(self, execution: Execution) -> Statement:
         """The public record as this scope may show it: parameters only if this
@@ -341,8 +348,9 @@ class Scope:
         statement as a record, every fingerprint's percentiles) is most of what
         a scope costs.
         """
-        PIPELINE.flush()
-        self.closed = True
+        with PIPELINE.lock:  # a batch in flight lands before the scope stops counting
+            PIPELINE.flush()
+            self.closed = True
         for detector in self.detectors:
             try:
                 detector.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -30,6 +30,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 WATCH_DEFAULTS: dict[str, Any] = {"detect_unused_eager_loads": True, "exporters": ()}
 
+_RUNNING_CALL = "sqlwatch.watch.call"
+"""The key, in ``Scope.extensions``, of the watch of one call of a decorated
+function: how the decorating watch finds the call running in this context."""
+
 SCOPE_HOOKS: list[Callable[[Scope, str], None]] = []
 """Called with ``(scope, "open" | "close")`` around every watch: components that
 follow more than statements (pool checkouts, sessions) hook in here."""
@@ -45,6 +49,11 @@ class Watch:
         engines: Iterable[Any] | None = None,
         **options: Any,
     ) -> None:
+        given: object = name  # users may pass anything: check at run time
+        if given is not None and not isinstance(given, str):
+            # it names the scope in reports, logs and JSON: fail here, not in an exporter
+            hint = "; as a decorator, write @sqlwatch.watch()" if callable(given) else ""
+            raise TypeError(f"watch(name=...) must be a string, got {given!r}{hint}")
         self.name = name
         self.options = _parse_options(options) if options else _default_options()
         self._engine_ids = _engine_ids(engines)
@@ -63,6 +72,8 @@ class Watch:
             track_resources=self._track_resources,
         )
         self._scope = scope
+        if self._called_through is not None:
+            scope.extensions[_RUNNING_CALL] = self
         self._token = push_scope(scope)
         for hook in SCOPE_HOOKS:
             try:
@@ -102,20 +113,35 @@ class Watch:
                 hook(scope, "close")
             except Exception as exc:
                 report_internal_error("watch close hook", exc)
-        scope.close()
-        if self.name is not None:
-            run = scope.run_summary()
-            for outer in current_chain.get().scopes:
-                outer.add_child(run)
-            process = STATE.pipeline.process_scope
-            if process is not None:
-                process.add_child(run)
+        try:  # runs in ``__exit__``: must not replace the exception leaving the block
+            scope.close()
+            scope.extensions.pop(_RUNNING_CALL, None)  # no longer running (and no cycle left)
+            if self.name is not None:
+                run = scope.run_summary()
+                for outer in current_chain.get().scopes:
+                    if not outer.closed:  # a thread or task that outlived its watch adds nothing
+                        outer.add_child(run)
+                process = STATE.pipeline.process_scope
+                if process is not None:
+                    process.add_child(run)
+        except Exception as exc:
+            report_internal_error("watch close", exc)
 
     # -- decorator ----------------------------------------------------------
 
     def __call__(self, fn: F) -> F:
-        """Watch every call of ``fn``; ``.report`` holds the latest call's."""
+        """Watch every call of ``fn``; ``.report`` holds the running call's (in this
+        thread or task), else the latest call's.
+
+        A generator function (sync or async) is watched while its body runs: from
+        the first item asked for to the last, each step in the context of whoever
+        iterates. Its statements count; the caller's between two items do not.
+        """
         name = self.name or getattr(fn, "__qualname__", None) or "watch"
+        if inspect.isasyncgenfunction(fn):
+            return cast(F, self._async_generator_wrapper(fn, name))
+        if inspect.isgeneratorfunction(fn):
+            return cast(F, self._generator_wrapper(fn, name))
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -140,6 +166,119 @@ class Watch:
 
         return cast(F, wrapper)
 
+    def _generator_wrapper(
+        self, fn: Callable[..., Generator[Any, Any, Any]], name: str
+    ) -> Callable[..., Generator[Any, Any, Any]]:
+        """A generator that runs each step of ``fn``'s generator inside the call's
+        watch. The scope cannot simply stay pushed across a ``yield``: a suspended
+        generator shares its caller's context, so the caller's statements would
+        count, and popping the scope at the end would also pop any watch the
+        caller opened in between."""
+
+        @functools.wraps(fn)
+        def generator_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            generator = fn(*args, **kwargs)
+            inner = self._fresh(name)
+            inner._open_suspended()
+            self._latest = inner
+            try:
+                sent: Any = None
+                thrown: BaseException | None = None
+                while True:
+                    inner._step_in()
+                    try:
+                        item = generator.send(sent) if thrown is None else generator.throw(thrown)
+                    except StopIteration as stop:
+                        return stop.value
+                    finally:
+                        inner._step_out()
+                    sent, thrown = None, None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:  # closed, or collected, unfinished
+                        inner._step_in()
+                        try:
+                            generator.close()
+                        finally:
+                            inner._step_out()
+                        raise
+                    except BaseException as exc:  # thrown in by the caller: the body's to handle
+                        thrown = exc
+            finally:
+                inner._finish()
+                self._latest = inner
+
+        return generator_wrapper
+
+    def _async_generator_wrapper(
+        self, fn: Callable[..., AsyncGenerator[Any, Any]], name: str
+    ) -> Callable[..., AsyncGenerator[Any, Any]]:
+        """``_generator_wrapper`` for an async generator function."""
+
+        @functools.wraps(fn)
+        async def async_generator_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            generator = fn(*args, **kwargs)
+            inner = self._fresh(name)
+            inner._open_suspended()
+            self._latest = inner
+            try:
+                sent: Any = None
+                thrown: BaseException | None = None
+                while True:
+                    inner._step_in()
+                    try:
+                        if thrown is None:
+                            item = await generator.asend(sent)
+                        else:
+                            item = await generator.athrow(thrown)
+                    except StopAsyncIteration:
+                        return
+                    finally:
+                        inner._step_out()
+                    sent, thrown = None, None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        inner._step_in()
+                        try:
+                            await generator.aclose()
+                        finally:
+                            inner._step_out()
+                        raise
+                    except BaseException as exc:
+                        thrown = exc
+            finally:
+                inner._finish()
+                self._latest = inner
+
+        return async_generator_wrapper
+
+    def _open_suspended(self) -> None:
+        """Open the watch, outside the current context until ``_step_in``. Every
+        step is one unit of work with the first (``_unit``): the process-wide scope
+        judges a loop across the items as it would the same loop in one call."""
+        self.__enter__()
+        self._unit = current_chain.get().unit
+        self._step_out()
+
+    def _step_in(self) -> None:
+        scope = self._scope
+        if scope is not None and self._token is None and not scope.closed:
+            self._token = push_scope(scope, self._unit)
+            self._unit = current_chain.get().unit
+
+    def _step_out(self) -> None:
+        token = self._token
+        if token is not None:
+            self._token = None
+            with contextlib.suppress(ValueError):  # another context: nothing of ours to undo
+                pop_scope(token)
+
+    def _finish(self) -> None:
+        """Close, stepped in or not."""
+        self._step_in()
+        self._close()
+
     def _fresh(self, name: str) -> Watch:
         inner = Watch.__new__(Watch)
         inner.name = name
@@ -147,16 +286,28 @@ class Watch:
         inner._engine_ids = self._engine_ids
         inner._scope = None
         inner._token = None
+        inner._called_through = self
         return inner
 
     _latest: Watch | None = None
+    _called_through: Watch | None = None
+    """The decorating watch, on the watch of one call."""
+    _unit = 0
+    """The unit of work of a decorated generator's steps (``_open_suspended``)."""
     _track_resources = True
     """psutil snapshots at open and close; the middleware turns them off per request."""
 
     # -- results ------------------------------------------------------------
 
     def _current(self) -> Watch:
-        return self._latest if self._scope is None and self._latest is not None else self
+        """This watch, or as a decorator the call running here, else the latest."""
+        if self._scope is not None:
+            return self
+        for scope in reversed(current_chain.get().scopes):
+            running = scope.extensions.get(_RUNNING_CALL)
+            if running is not None and running._called_through is self:
+                return running  # type: ignore[no-any-return]
+        return self._latest if self._latest is not None else self
 
     @property
     def report(self) -> Report:

@@ -189,11 +189,11 @@ class StatementAnalyzer:
             return self._shapes.entries[key]
         except KeyError:
             pass
-        info = self._by_normalized(self._normalize(shape), sql)
+        info = self._by_normalized(self._normalize(shape))
         self._shapes.add(key, info)
         return info
 
-    def _by_normalized(self, normalized: Normalized, sql: str) -> StatementInfo:
+    def _by_normalized(self, normalized: Normalized) -> StatementInfo:
         """Shapes that differ in whitespace, keyword case or list forms the shape
         pass does not collapse share their normalized text: parse that once."""
         key = _key(normalized.text)
@@ -201,38 +201,38 @@ class StatementAnalyzer:
             return self._normalized.entries[key]
         except KeyError:
             pass
-        info = self._analyze(normalized, sql)
+        info = self._analyze(normalized)
         self._normalized.add(key, info)
         return info
 
-    def _analyze(self, normalized: Normalized, sql: str) -> StatementInfo:
+    def _analyze(self, normalized: Normalized) -> StatementInfo:
         operation = normalized.operation
         if normalized.simple_tcl:
             return _info(normalized, (), operation, parse_ok=True)
-        parsed = self._parse(normalized, sql)
+        parsed = self._parse(normalized)
         if parsed is None:
             return _info(normalized, (), operation, parse_ok=False)
         return _info(normalized, parsed.tables, parsed.summary, parse_ok=True)
 
-    def _parse(self, normalized: Normalized, sql: str) -> Parsed | None:
-        """Parse the normalized text; failing that, the statement itself
-        (``DATE '2024-01-01'`` is valid SQL, ``DATE ?`` is not). Either only if
-        small and shallow enough.
+    def _parse(self, normalized: Normalized) -> Parsed | None:
+        """Parse the normalized text; failing that, the same with its placeholders
+        as string literals (``DATE '2024-01-01'`` is valid SQL, ``DATE ?`` is
+        not). Only if small and shallow enough.
 
         The normalized text, not the raw one: its values are gone, so it is
         short even for a 10,000-element IN list or a megabyte INSERT, and it is
-        the same for every statement of the shape.
+        the same for every statement of the shape, so the answer is too.
         """
-        if normalized.depth > MAX_PARSE_DEPTH:
+        if normalized.depth > MAX_PARSE_DEPTH or len(normalized.text) > MAX_PARSE_CHARS:
             return None
-        for text in (normalized.text,) if sql == normalized.text else (normalized.text, sql):
-            if len(text) > MAX_PARSE_CHARS:
-                continue
-            self.parse_count += 1
-            parsed = parse(self._dialect, text, normalized.operation)
-            if parsed is not None:
-                return parsed
-        return None
+        self.parse_count += 1
+        parsed = parse(self._dialect, normalized.text, normalized.operation)
+        if parsed is None:
+            with_strings = self._normalize.with_strings(normalized.text)
+            if with_strings != normalized.text:
+                self.parse_count += 1
+                parsed = parse(self._dialect, with_strings, normalized.operation)
+        return parsed
 
 
 def _info(

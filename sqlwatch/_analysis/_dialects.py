@@ -56,6 +56,10 @@ class ScanFlags:
     double_quoted_strings: bool = False
     bracket_identifiers: bool = False
     hash_comments: bool = False
+    nested_comments: bool = False
+    """``/* a /* b */ c */`` is one comment (PostgreSQL, T-SQL, standard SQL)."""
+    q_quotes: bool = False
+    """Oracle's alternative quoting: ``q'[it's]'``, ``nq'!x!'``."""
 
 
 def scan_flags(dialect: Dialect) -> ScanFlags:
@@ -69,11 +73,14 @@ def scan_flags(dialect: Dialect) -> ScanFlags:
     identifiers = _starts(getattr(tokenizer, "IDENTIFIERS", ['"']))
     comments = _starts(getattr(tokenizer, "COMMENTS", ["--"]))
     escapes = set(getattr(tokenizer, "STRING_ESCAPES", ["'"]))
+    raw_strings = _starts(getattr(tokenizer, "RAW_STRINGS", []))
     return ScanFlags(
         backslash_escapes="\\" in escapes,
         double_quoted_strings='"' in quotes and '"' not in identifiers,
         bracket_identifiers="[" in identifiers,
         hash_comments="#" in comments,
+        nested_comments=bool(getattr(tokenizer, "NESTED_COMMENTS", False)),
+        q_quotes=any(start[:2].lower() == "q'" for start in raw_strings),
     )
 
 

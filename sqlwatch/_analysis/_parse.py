@@ -125,9 +125,22 @@ def parse(dialect: Dialect, sql: str, operation: str) -> Parsed | None:
 def _extract(statements: list[exp.Expression], dialect: Dialect, operation: str) -> Parsed:
     tables: dict[str, None] = {}
     summary: list[str] = []
-    for statement in statements:
-        _Statement(statement, dialect, operation).read(tables, summary)
+    for n, statement in enumerate(statements):
+        own = operation if n == 0 else _operation_of(statement)
+        _Statement(statement, dialect, own).read(tables, summary)
     return Parsed(tuple(tables), _truncate(summary or [operation]))
+
+
+def _operation_of(statement: exp.Expression) -> str:
+    """The leading keyword of a statement after the first in a text, from its tree.
+
+    The scanner only read the first statement's keyword: ``SELECT 1; DELETE
+    FROM b`` must not summarize its DELETE as a SELECT.
+    """
+    word = _DML.get(type(statement))
+    if word is None:
+        word = "BEGIN" if isinstance(statement, exp.Transaction) else statement.key.upper()
+    return word
 
 
 class _Statement:

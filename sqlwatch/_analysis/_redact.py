@@ -27,9 +27,14 @@ from sqlwatch._analysis._shape import Shaper
 
 __all__ = ["redact_literals_of_any"]
 
-EVERY_LEXER: Final = tuple(ScanFlags(*bits) for bits in product((False, True), repeat=4))
+EVERY_LEXER: Final = (
+    *(ScanFlags(*bits) for bits in product((False, True), repeat=5)),
+    ScanFlags(q_quotes=True),
+)
 """Every combination of the lexical rules the scanner knows: what an unknown
-dialect (a third-party one sqlglot has never heard of, too) may follow."""
+dialect (a third-party one sqlglot has never heard of, too) may follow. Oracle's
+``q'...'`` strings come with Oracle's other rules only: no dialect has them
+with another combination, and each lexer more costs every redaction."""
 
 _STRENGTH: Final = {" ": 0, "?": 1, " /*": 2, "?'": 3}
 
@@ -46,7 +51,7 @@ def redact_literals_of_any(sql: str, dialects: Iterable[str | None]) -> str:
     unreadable statement is dropped.
     """
     try:
-        lexers = _lexers(dialects)
+        lexers = _relevant(_lexers(dialects), sql)
         if len(lexers) == 1:
             return _shaper(lexers.pop()).redact(sql)
         return _redact_spans(sql, [s for f in lexers for s in _shaper(f).redacted_spans(sql)])
@@ -65,6 +70,35 @@ def _lexers(dialects: Iterable[str | None]) -> set[ScanFlags]:
             flags = _flags[name] = scan_flags(Dialect.get_or_raise(name))
         lexers.add(flags)
     return lexers or set(EVERY_LEXER)
+
+
+def _relevant(lexers: set[ScanFlags], sql: str) -> set[ScanFlags]:
+    """``lexers`` without the rules ``sql`` gives no occasion to apply.
+
+    A rule whose characters are absent lexes the text as its absence would, so
+    lexers differing only in such rules agree: most texts need a few of the
+    candidates, not all of them.
+    """
+    occasions = (
+        "\\" in sql,
+        '"' in sql,
+        "[" in sql,
+        "#" in sql,
+        sql.count("/*") > 1,
+        "q'" in sql or "Q'" in sql,
+    )
+    kept = {
+        (
+            flags.backslash_escapes and occasions[0],
+            flags.double_quoted_strings and occasions[1],
+            flags.bracket_identifiers and occasions[2],
+            flags.hash_comments and occasions[3],
+            flags.nested_comments and occasions[4],
+            flags.q_quotes and occasions[5],
+        )
+        for flags in lexers
+    }
+    return {ScanFlags(*rules) for rules in kept}
 
 
 def _shaper(flags: ScanFlags) -> Shaper:

@@ -72,6 +72,36 @@ def _string(quote: str, backslash_escapes: bool, name: str) -> str:
     return rf"[^{q}]*(?:{q}{q}[^{q}]*)*{end}"
 
 
+_MAX_COMMENT_NESTING = 4
+
+
+def _nested_comment_body(levels: int) -> str:
+    """A block comment's body after its ``/*``, comments inside it nested up to
+    ``levels`` deep, then its ``*/``. Unrolled (runs of ordinary characters
+    between a lone ``*``, a lone ``/`` or an inner comment), so no input makes
+    it backtrack badly. A deeper or unclosed comment fails here and is then
+    taken as running to the end, like any unclosed comment."""
+    body = r"[^*/]*(?:(?:\*(?!/)|/(?!\*))[^*/]*)*\*/"
+    for _ in range(levels):
+        body = rf"[^*/]*(?:(?:\*(?!/)|/(?!\*)|/\*{body})[^*/]*)*\*/"
+    return body
+
+
+_NESTED_COMMENT_BODY = _nested_comment_body(_MAX_COMMENT_NESTING) + "(?P<drop3>)"
+"""Where comments nest, the first ``*/`` may end only an inner comment: what
+follows it is still comment (and an apostrophe there no string's start)."""
+
+_Q_QUOTED = (
+    r"(?<=')(?:(?<=(?<![\w$])[qQ]')|(?<=(?<![\w$])[nN][qQ]'))"
+    r"(?:\[[\s\S]*?\]'|\{[\s\S]*?\}'|\([\s\S]*?\)'|<[\s\S]*?>'"
+    r"|(?P<qdelimiter>[^\s\[{(<])[\s\S]*?(?P=qdelimiter)'|[\s\S]*(?P<broken4>\Z))"
+)
+"""Oracle's alternative quoting after its ``q'`` (or ``nq'``): the text between a
+delimiter and its match (``[]``, ``{}``, ``()``, ``<>``, or the same character
+twice) followed by a quote. Quotes inside are text, so the plain string rule
+would end the literal early and leave its rest in the statement."""
+
+
 def _shape_pattern(flags: ScanFlags) -> re.Pattern[str]:
     """One regex for every literal, parameter, comment and quoted identifier.
 
@@ -85,23 +115,36 @@ def _shape_pattern(flags: ScanFlags) -> re.Pattern[str]:
     alternatives = [
         r"(?<=`)[^`]*(?:``[^`]*)*`(?P<keep0>)",
         r"(?<=-)-[^\n]*(?P<drop0>)",
-        r"(?<=/)\*[\s\S]*?\*/(?P<drop1>)",
+        r"(?<=/)\*"
+        + (_NESTED_COMMENT_BODY if flags.nested_comments else r"[\s\S]*?\*/(?P<drop1>)"),
         r"(?<=/)\*[\s\S]*(?P<open0>)",
         # Dollar quoting never appears by accident: recognized in every dialect.
-        r"(?<=\$)(?<![\w$]\$)(?P<tag>(?:[A-Za-z_]\w*)?)\$[\s\S]*?(?:\$(?P=tag)\$|(?P<broken0>\Z))",
-        r"(?<=\$)\d+(?P<param0>)",  # $1 (asyncpg)
+        # A tag is spelled like an unquoted identifier (without "$"), and
+        # PostgreSQL takes any non-ASCII character in those: $é$...$é$.
+        r"(?<=\$)(?<![\w$]\$)(?P<tag>(?:(?:[^\W\d]|[^\x00-\x7f])(?:\w|[^\x00-\x7f])*)?)\$"
+        r"[\s\S]*?(?:\$(?P=tag)\$|(?P<broken0>\Z))",
+        # T-SQL's money ($12.50) is a value; $1 (asyncpg) a parameter, but a$1 a name.
+        r"(?<=\$)(?<![\w$]\$)\d+\.\d*(?![\w$])",
+        r"(?<=\$)(?<![\w$]\$)\d+(?P<param0>)",
         # E'...' (PostgreSQL escape strings) always take backslash escapes. The
-        # prefix letter (E, N, X, B) stays in the shape; the normalizer drops it.
+        # prefix letter (E, N, X, B, Q) stays in the shape; the normalizer drops it.
         r"(?<=')(?<=(?<![\w$])[Ee]')" + _string("'", True, "broken1"),
+        # Before the plain string: q'{it's}' is one literal, not 'it' and a stray s.
+        *([_Q_QUOTED] if flags.q_quotes else []),
         r"(?<=')" + _string("'", backslash, "broken2"),
-        r"(?<=0)(?<![\w$.]0)[xX][0-9A-Fa-f]+(?![\w$])",
+        # Hexadecimal, octal and binary integers (0x1F, 0o17, 0b101: PostgreSQL 16,
+        # MySQL); PostgreSQL 16 also takes underscores between digits (1_000_000).
+        r"(?<=0)(?<![\w$.]0)(?:[xX]_?[0-9A-Fa-f]+(?:_[0-9A-Fa-f]+)*|[oO]_?[0-7]+(?:_[0-7]+)*"
+        r"|[bB]_?[01]+(?:_[01]+)*)(?![\w$])",
         # A number starts at a digit not inside a word; in ".5" the dot stays in
         # the shape (dots are everywhere in SQL, too common to start a match on)
         # and the normalizer drops it.
-        r"(?<=\d)(?:(?<![\w$.]\d)|(?<=(?<![\w$.])\.\d))\d*(?:\.\d*)?(?:[eE][+-]?\d+)?(?![\w$])",
+        r"(?<=\d)(?:(?<![\w$.]\d)|(?<=(?<![\w$.])\.\d))(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?"
+        r"(?:[eE][+-]?\d(?:_?\d)*)?(?![\w$])",
         r"(?<=\?)\d+(?P<param1>)",  # ?1 (sqlite); a bare ? is already what it should become
         r"(?<=%)(?<!%%)(?:\([^()\s]*\))?[sbt](?![\w$])(?P<param2>)",  # %s %(name)s
-        r"(?<=:)(?<![:\w]:)(?:[A-Za-z_]\w*|\d+)(?P<param3>)",  # :name :1, but not ::cast
+        # :name :1, Oracle's :"name" (SQLAlchemy quotes names it must), :été; not ::cast
+        r'(?<=:)(?<![:\w]:)(?:[^\W\d]\w*|\d+|"[^"]*")(?P<param3>)',
     ]
     first = "`\\-/$'0-9?%:"
     if flags.double_quoted_strings:

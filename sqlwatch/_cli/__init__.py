@@ -8,6 +8,7 @@ traceback: the CLI is used in CI gates, where a traceback reads as a crash.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -41,16 +42,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SIGPIPE_STATUS = 141
+"""What a shell reports for a process ended by SIGPIPE (128 + 13)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _print_what_the_terminal_cannot_encode()
     try:
         args = build_parser().parse_args(argv)
         status: int = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return status
     except UsageError as exc:
         print(f"sqlwatch: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader left (``sqlwatch report r.json | head``): not an error of
+        # the input. Silence the interpreter's own flush at exit, and end as a
+        # command killed by SIGPIPE would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return SIGPIPE_STATUS
     except (ValueError, OSError) as exc:  # ReportError is a ValueError
         print(f"sqlwatch: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _print_what_the_terminal_cannot_encode() -> None:
+    """SQL names may be any Unicode; an output encoding that cannot spell them
+    (``PYTHONIOENCODING=ascii``, a C locale) gets escapes, not a failed command."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and stream.errors == "strict":
+            reconfigure(errors="backslashreplace")

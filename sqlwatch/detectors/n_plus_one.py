@@ -78,6 +78,7 @@ class _Finding:
         "kind",
         "loaded_by",
         "normalized",
+        "polymorphic_base",
         "relationship",
         "sites",
         "tables",
@@ -99,6 +100,11 @@ class _Finding:
         self.loaded_by = loop.loaded_by
         self.via = loop.via
         self.expired = kind == "column_load" and orm is not None and _expired_reload(orm)
+        self.polymorphic_base = (
+            _polymorphic_base(orm, loop.parent_tables)
+            if kind == "column_load" and orm is not None and not self.expired
+            else None
+        )
         self.count = 0
         self.total_ns = 0
         self.sites: dict[CallSite | None, int] = {}
@@ -142,6 +148,7 @@ class _Finding:
                 self.tables,
                 via=self.via,
                 expired=self.expired,
+                polymorphic_base=self.polymorphic_base,
             ),
             kind=self.kind,
             loaded_by=self.loaded_by,
@@ -170,7 +177,17 @@ _DROPPED = _Dropped()
 class _Loop:
     """A candidate loop in one unit of work, counted until it crosses the threshold."""
 
-    __slots__ = ("count", "finding", "first", "loaded_by", "seen", "sites", "total_ns", "via")
+    __slots__ = (
+        "count",
+        "finding",
+        "first",
+        "loaded_by",
+        "parent_tables",
+        "seen",
+        "sites",
+        "total_ns",
+        "via",
+    )
 
     def __init__(self, first: Execution) -> None:
         self.first = first
@@ -182,6 +199,8 @@ class _Loop:
         the loop is a finding: from then on it only counts."""
         self.finding: _Finding | None = None
         self.loaded_by: str | None = None
+        self.parent_tables: tuple[str, ...] = ()
+        """The tables of the ``loaded_by`` query."""
         self.via: str | None = None
 
 
@@ -375,7 +394,7 @@ class NPlusOneDetector(Detector):
             if len(loops) >= unit.limit:
                 return
             loop = loops[key] = _Loop(execution)
-            loop.loaded_by, loop.via = _parents_query(unit, orm)
+            loop.loaded_by, loop.via, loop.parent_tables = _parents_query(unit, orm)
         site = execution.call_site
         finding = loop.finding
         if finding is not None:
@@ -469,7 +488,59 @@ def _reloads_identity(cls: type, attribute: str) -> bool:
     return bool(names & (identity | set(mapper.relationships.keys())))
 
 
-def _parents_query(unit: _Unit, orm: OrmLoad) -> tuple[str | None, str | None]:
+def _polymorphic_base(orm: OrmLoad, parent_tables: tuple[str, ...]) -> str | None:
+    """The base class the parents were queried as, when a column load reads a
+    joined-inheritance subclass's own table, else ``None``.
+
+    ``select(Person)`` reads only the base table; each ``Engineer`` row then loads
+    its own columns on first access. SQLAlchemy calls that a column load, as for a
+    deferred column, but ``undefer()`` on that query changes nothing: the fix is
+    to load the subclasses' tables with it. When the parents' query did read the
+    subclass's table, ``load_only()`` left the column out: not this case.
+    """
+    parent = orm.parent
+    if not isinstance(parent, tuple) or not parent or not isinstance(parent[0], type):
+        return None
+    found = _subclass_table_load(parent[0], orm.attribute)
+    if found is None:
+        return None
+    base, own_tables = found
+    read = {table.rsplit(".", 1)[-1].strip('"`').lower() for table in parent_tables}
+    return None if read & own_tables else base
+
+
+@functools.lru_cache(maxsize=1024)
+def _subclass_table_load(cls: type, attribute: str) -> tuple[str, frozenset[str]] | None:
+    """The hierarchy's base class and the subclass's own tables, when every column
+    of ``attribute`` ("Engineer.lang, ...") is a non-deferred column of them."""
+    from sqlalchemy import inspect
+    from sqlalchemy.orm import ColumnProperty
+
+    base: Any = inspect(cls, raiseerr=False)
+    if base is None:
+        return None
+    # ``cls`` is the identity key's class, the hierarchy's base: the refreshed
+    # object's own class is the one the attribute names
+    owner = attribute.partition(".")[0]
+    mapper = next((m for m in base.self_and_descendants if m.class_.__name__ == owner), None)
+    if mapper is None or mapper.inherits is None:
+        return None
+    inherited = set(mapper.inherits.tables)
+    own = frozenset(
+        table.name.lower()
+        for table in mapper.tables
+        if table not in inherited and hasattr(table, "name")
+    )
+    for part in attribute.split(","):
+        prop = mapper.attrs.get(part.strip().partition(".")[2])
+        if not isinstance(prop, ColumnProperty) or prop.deferred:
+            return None  # a deferred() column: undefer() is the fix
+        if any(getattr(column, "table", None) in inherited for column in prop.columns):
+            return None  # the base table's columns come with the base query
+    return (str(mapper.base_mapper.class_.__name__), own) if own else None
+
+
+def _parents_query(unit: _Unit, orm: OrmLoad) -> tuple[str | None, str | None, tuple[str, ...]]:
     """The most recent SELECT of the unit that read the parents' table.
 
     In a loop, that is the query whose rows the loop iterates; it can be another
@@ -478,10 +549,10 @@ def _parents_query(unit: _Unit, orm: OrmLoad) -> tuple[str | None, str | None]:
     """
     parent = orm.parent
     if not isinstance(parent, tuple) or not parent or not isinstance(parent[0], type):
-        return None, None
+        return None, None, ()
     wanted = _mapped_tables(parent[0])
     if not wanted:
-        return None, None
+        return None, None, ()
     best: tuple[int, StatementInfo, str | None] | None = None
     for tables, entry in unit.recent.items():
         if best is not None and entry[0] < best[0]:
@@ -491,8 +562,8 @@ def _parents_query(unit: _Unit, orm: OrmLoad) -> tuple[str | None, str | None]:
                 best = entry
                 break
     if best is None:
-        return None, None
-    return best[1].normalized, best[2]
+        return None, None, ()
+    return best[1].normalized, best[2], best[1].tables
 
 
 # -- suggestions --------------------------------------------------------------
@@ -506,6 +577,7 @@ def suggestion_for(
     *,
     via: str | None = None,
     expired: bool = False,
+    polymorphic_base: str | None = None,
 ) -> str:
     """A sentence a developer can act on, naming the loader option where known."""
     if kind == "lazy_load" and relationship:
@@ -533,6 +605,15 @@ def suggestion_for(
             f"rollback() or expire()) and each one reloads on first access: read what you "
             f"need before committing, use expire_on_commit=False, or select the {owner} "
             "objects again in one query."
+        )
+    if kind == "column_load" and relationship and polymorphic_base:
+        owner = relationship.partition(".")[0]
+        return (
+            f"{relationship} is in {owner}'s own table, which the query that loads the "
+            f"{owner} objects as {polymorphic_base} does not read, so each {owner} loads it "
+            f"on first access: add .options(selectin_polymorphic({polymorphic_base}, "
+            f"[{owner}])) to that query, or select with_polymorphic({polymorphic_base}, "
+            f"[{owner}]) (if load_only() left it out, list it there)."
         )
     if kind == "column_load" and relationship:
         columns = [c.strip() for c in relationship.split(",")]

@@ -12,8 +12,9 @@ What is eager-loaded:
 - ``joined``: no statement of its own, so an ``InstanceEvents.load`` listener (on
   ``Mapper``, for every class) looks at the first new object of each mapper in
   each query that a joined eager loader added a JOIN to (its compile state says
-  so): a relationship already in its ``__dict__`` at ``load`` time was filled by
-  that loader. The rows of every other query return after one dict lookup.
+  so): a relationship already in its ``__dict__`` at ``load`` time, and joined
+  by a loader of that query (not ``contains_eager``), was filled by that loader.
+  The rows of every other query return after one dict lookup.
 
 What is read: SQLAlchemy has no attribute-read event, and an attribute that is
 loaded is returned straight from the instance's ``__dict__``. While a scope
@@ -25,7 +26,7 @@ such scope closes, and by ``sqlwatch.reset()``. Nothing is switched, and the
 load listener returns after one integer test, while no such scope is open.
 
 Not seen (documented in docs/n-plus-one.md): reads that bypass the class
-attribute (``obj.__dict__["addresses"]``, ``inspect(obj).attrs.addresses.value``),
+attribute (``obj.__dict__["addresses"]``), which then look unread,
 and reads in another thread or task than the scope's.
 """
 
@@ -255,12 +256,16 @@ def _on_load(state: Any, context: Any) -> None:
             context.attributes[_QUERY_KEY] = _NOT_HERE
             return
         if memo is None:
-            memo = context.attributes[_QUERY_KEY] = ({}, [])
-        seen, site_found = memo
+            joined = _joined_by_loaders(context.attributes)
+            if not joined:
+                context.attributes[_QUERY_KEY] = _NOT_HERE
+                return
+            memo = context.attributes[_QUERY_KEY] = ({}, [], joined)
+        seen, site_found, joined = memo
         seen[mapper] = None
         loaded = state.dict
         for prop in mapper.relationships:
-            if prop.key not in loaded or prop.lazy in ("noload", "raise", "raise_on_sql"):
+            if prop.key not in loaded or prop not in joined:
                 continue
             name = f"{prop.parent.class_.__name__}.{prop.key}"
             _watch(prop)
@@ -270,6 +275,28 @@ def _on_load(state: Any, context: Any) -> None:
                 target.loaded_by(name, site_found[0])
     except Exception as exc:
         report_internal_error("unused eager loads: load listener", exc)
+
+
+def _joined_by_loaders(attributes: dict[Any, Any]) -> frozenset[Any]:
+    """The relationships a joined eager loader added a JOIN for, in one query.
+
+    A relationship in an object's ``__dict__`` at load time may have been filled
+    by something else in the same query: ``contains_eager`` (the application's
+    own JOIN, no loader's cost) or ``noload``. The joined loader keeps the row
+    adapter of each JOIN it added under ``("eager_row_processor", path)`` in the
+    query's attributes (``contains_eager`` under another key), the path ending
+    with the relationship; read once per query.
+    """
+    return frozenset(
+        key[1][-1]
+        for key in list(attributes)
+        if type(key) is tuple
+        and len(key) == 2
+        and type(key[0]) is str  # other keys hold SQL elements, whose == builds SQL
+        and key[0] == "eager_row_processor"
+        and type(key[1]) is tuple
+        and key[1]
+    )
 
 
 class UnusedEagerLoads(Detector):

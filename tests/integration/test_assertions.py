@@ -7,6 +7,7 @@ from a CI log, without ``-v``.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,38 @@ def test_max_queries_validates_n() -> None:
             sqlwatch.assert_max_queries(bad),  # type: ignore[arg-type]
         ):
             pass
+
+
+def test_assertions_decorate_functions(db: sessionmaker[Session]) -> None:
+    def emails() -> list[str]:
+        with db() as session:
+            users = session.scalars(select(User)).all()
+            return [address.email for user in users for address in user.addresses]
+
+    with pytest.raises(QueryCountExceeded, match="expected at most 1 queries, 4 ran"):
+        sqlwatch.assert_max_queries(1)(emails)()
+    with pytest.raises(NPlusOneDetected, match=r"lazy load of User\.addresses"):
+        sqlwatch.assert_no_n_plus_one()(emails)()
+    checked = sqlwatch.assert_no_n_plus_one()(sqlwatch.ignore_n_plus_one()(emails))
+    assert len(checked()) == 6
+    assert len(checked()) == 6  # each call a block of its own
+
+
+def test_decorating_a_generator_function_is_refused() -> None:
+    """Its body runs as it is iterated, after the call: a block around the call
+    would check nothing."""
+
+    def rows() -> Iterator[int]:
+        yield 1
+
+    async def async_rows() -> AsyncIterator[int]:
+        yield 1
+
+    for helper in (
+        sqlwatch.assert_max_queries(1),
+        sqlwatch.assert_no_n_plus_one(),
+        sqlwatch.ignore_n_plus_one(),
+    ):
+        for fn in (rows, async_rows):
+            with pytest.raises(TypeError, match="cannot decorate the generator function"):
+                helper(fn)

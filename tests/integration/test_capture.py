@@ -451,6 +451,40 @@ def test_instrument_twice_returns_the_same_handle_and_counts_once(db: Engine) ->
     assert sqlwatch.report().query_count == 1
 
 
+def test_a_repeated_instrument_checks_its_options_and_says_which_it_ignores(
+    db: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The usual trap: ``watch(engines=[db])`` instruments the engine first, without
+    exporters, and the application's ``instrument(db)`` then changes nothing."""
+    with sqlwatch.watch(engines=[db]):
+        pass
+    with pytest.raises(TypeError, match="slow_query"):
+        sqlwatch.instrument(db, slow_query=5)  # a typo is an error on every call
+    with caplog.at_level(logging.WARNING, logger="sqlwatch"):
+        handle = sqlwatch.instrument(db, exporters=["logging"], slow_query_ms=500.0)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "sqlwatch"]
+    assert len(warnings) == 1
+    assert "ignores these: exporters (uninstrument() it first" in warnings[0]
+    assert "slow_query_ms" not in warnings[0]  # the value it has already
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sqlwatch"):
+        assert sqlwatch.instrument(db) is handle  # no options: nothing to say
+    assert not [r for r in caplog.records if r.name == "sqlwatch"]
+
+
+def test_a_stale_handle_leaves_a_newer_instrumentation_alone(db: Engine) -> None:
+    stale = sqlwatch.instrument(db)
+    sqlwatch.uninstrument(db)
+    current = sqlwatch.instrument(db)
+    stale.uninstrument()
+    assert tracker_for(db) is not None
+    with sqlwatch.watch() as w, db.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    assert w.query_count == 1
+    current.uninstrument()
+    assert tracker_for(db) is None
+
+
 def test_an_engine_with_other_execution_options_is_its_parent_for_sqlwatch(db: Engine) -> None:
     """``engine.execution_options(...)`` shares the parent's dialect and pool:
     instrumenting both, or watching either, counts each statement once."""

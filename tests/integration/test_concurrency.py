@@ -6,6 +6,7 @@ pool large enough for every thread to hold a connection at the same time.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -89,3 +90,28 @@ def test_a_watch_shared_by_threads_is_only_open_in_its_own(pooled_engine: Engine
         w = future.result(timeout=60)
 
     assert [s.sql for s in w.queries] == ["SELECT 'mine'"]
+
+
+def test_a_thread_that_outlives_its_watch_adds_nothing_to_it(pooled_engine: Engine) -> None:
+    """A thread started with the watch's context runs on after the watch closed:
+    neither its statements nor a named watch it opens reach the closed watch's
+    report, which is final."""
+    go = threading.Event()
+
+    def later() -> None:
+        assert go.wait(timeout=30)
+        with sqlwatch.watch("late"), pooled_engine.connect() as conn:
+            conn.execute(text("SELECT 'late'"))
+
+    with sqlwatch.watch("outer") as outer:
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(later,))
+        thread.start()
+        with pooled_engine.connect() as conn:
+            conn.execute(text("SELECT 'inside'"))
+    go.set()
+    thread.join(timeout=60)
+
+    report = outer.report
+    assert [s.sql for s in report.statements] == ["SELECT 'inside'"]
+    assert report.scopes == ()
+    assert "late" in {s.name for s in sqlwatch.report().scopes}  # process-wide, it ran

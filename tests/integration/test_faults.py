@@ -141,6 +141,20 @@ def test_broken_detector_does_not_escape_the_watch(
     assert all(isinstance(r.exc_info[1], InjectedFault) for r in internal_errors(caplog))
 
 
+def test_broken_watch_close_keeps_the_applications_exception(
+    db: Engine,
+    production_mode: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sqlwatch.scope import Scope
+
+    monkeypatch.setattr(Scope, "run_summary", _boom)
+    with pytest.raises(IntegrityError), sqlwatch.watch("named"), db.begin() as conn:
+        conn.execute(insert(User).values(id=1, name="duplicate"))
+    assert internal_errors(caplog)
+
+
 class BrokenExporter(Exporter):
     def statement_enabled(self) -> bool:
         return True

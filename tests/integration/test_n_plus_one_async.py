@@ -127,3 +127,40 @@ async def test_unused_eager_load_in_async(make_session: async_sessionmaker[Async
     [unused] = w.report.unused_eager_loads
     assert unused.relationship == "User.hobbies"
     assert unused.call_site == site
+
+
+# -- the assertion helpers on async code ------------------------------------------------
+
+
+async def test_assertions_decorate_async_functions(
+    make_session: async_sessionmaker[AsyncSession],
+) -> None:
+    """Around an ``async def`` the block must span the awaited body, not the call that
+    only creates the coroutine (where it would pass having checked nothing)."""
+
+    async def emails() -> list[str]:
+        async with make_session() as session:
+            users = (await session.scalars(select(User))).all()
+            return [a.email for u in users for a in await u.awaitable_attrs.addresses]
+
+    with pytest.raises(sqlwatch.QueryCountExceeded, match="expected at most 1 queries, 4 ran"):
+        await sqlwatch.assert_max_queries(1)(emails)()
+    with pytest.raises(sqlwatch.NPlusOneDetected, match=r"lazy load of User\.addresses"):
+        await sqlwatch.assert_no_n_plus_one()(emails)()
+
+    accepted = sqlwatch.assert_no_n_plus_one()(sqlwatch.ignore_n_plus_one("User.*")(emails))
+    assert len(await accepted()) == 6
+    assert len(await sqlwatch.assert_max_queries(4)(emails)()) == 6
+
+
+async def test_assertions_work_with_async_with(
+    make_session: async_sessionmaker[AsyncSession],
+) -> None:
+    with pytest.raises(sqlwatch.NPlusOneDetected, match=r"lazy load of User\.addresses"):  # noqa: PT012
+        async with sqlwatch.assert_no_n_plus_one(), make_session() as session:
+            for user in (await session.scalars(select(User))).all():
+                await user.awaitable_attrs.addresses
+
+    async with sqlwatch.assert_max_queries(1) as w, make_session() as session:
+        await session.scalars(select(User))
+    assert w.query_count == 1

@@ -616,6 +616,41 @@ def test_report_has_one_scope_per_test(pytester: pytest.Pytester) -> None:
     assert [f.relationship for f in report.n_plus_one] == ["User.addresses"]
 
 
+def test_an_ignored_n_plus_one_stays_out_of_the_named_scopes_of_the_test(
+    pytester: pytest.Pytester,
+) -> None:
+    """A named watch inside the test is a scope of the JSON report too (as are the
+    middleware's endpoints): ``n_plus_one="ignore"`` keeps the N+1 out of it, so that
+    ``sqlwatch diff`` does not see it either."""
+    write_app(
+        pytester,
+        """
+        import pytest
+        import sqlwatch
+        import app
+
+        @pytest.mark.sqlwatch(n_plus_one="ignore")
+        def test_ignore(engine):
+            with sqlwatch.watch("export"):
+                app.list_emails(engine)
+
+        def test_reported(engine):
+            with sqlwatch.watch("listing"):
+                app.list_emails(engine)
+        """,
+    )
+    result = pytester.runpytest("--sqlwatch-report=report.json")
+    result.assert_outcomes(passed=2)
+    report = Report.load(pytester.path / "report.json")
+    findings = {scope.name: len(scope.n_plus_one) for scope in report.scopes}
+    assert findings == {
+        "test_app.py::test_ignore": 0,
+        "export": 0,
+        "test_app.py::test_reported": 1,
+        "listing": 1,
+    }
+
+
 def test_report_of_the_plugin_reads_right_on_the_command_line(
     pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -93,6 +93,24 @@ def test_contains_eager_fills_from_the_applications_own_join(db: sessionmaker[Se
     assert w.report.unused_eager_loads == ()
 
 
+def test_contains_eager_beside_a_joined_loader_is_not_reported(
+    db: sessionmaker[Session],
+) -> None:
+    """The joinedload in the same query makes it a query a joined loader added a
+    JOIN to; the relationship ``contains_eager`` filled is still not its cost."""
+    query = (
+        select(User)
+        .join(User.addresses)
+        .options(contains_eager(User.addresses), joinedload(User.hobbies))
+    )
+    with sqlwatch.watch() as w, db() as session:
+        users = session.scalars(query).unique().all()
+        assert all("addresses" in vars(user) for user in users)
+
+    assert len(users) == 3
+    assert [u.relationship for u in w.report.unused_eager_loads] == ["User.hobbies"]
+
+
 def test_a_watched_relationship_still_builds_cached_sql(db: sessionmaker[Session]) -> None:
     """While its reads are watched, ``User.addresses`` still joins, and the
     statement is compiled once and cached (SQLAlchemy warns, and the suite's
@@ -210,3 +228,20 @@ def test_process_wide_when_asked_for(engine: Engine) -> None:
         _ = users[0].hobbies
 
     assert [u.relationship for u in sqlwatch.report().unused_eager_loads] == ["User.addresses"]
+
+
+def test_a_read_through_inspect_counts_one_through_dict_does_not(
+    db: sessionmaker[Session],
+) -> None:
+    """As docs/n-plus-one.md says: ``inspect(obj).attrs.x.value`` goes through the
+    class attribute, ``obj.__dict__`` does not (the relationship then looks unread)."""
+    query = select(User).options(selectinload(User.addresses))
+    with sqlwatch.watch() as seen, db() as session:
+        users = session.scalars(query).all()
+        assert sum(len(inspect(user).attrs.addresses.value) for user in users) == 6
+    assert seen.report.unused_eager_loads == ()
+
+    with sqlwatch.watch() as unseen, db() as session:
+        users = session.scalars(query).all()
+        assert sum(len(vars(user)["addresses"]) for user in users) == 6
+    assert [u.relationship for u in unseen.report.unused_eager_loads] == ["User.addresses"]

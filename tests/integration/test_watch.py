@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Generator, Iterator
+
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy.orm import Session
 
 import sqlwatch
 from sqlwatch import Statement
+from tests.models import Address, Base, User
 
 
 @pytest.fixture
@@ -234,3 +239,127 @@ def test_params_captured_by_a_watch_stay_in_that_watch(db: Engine) -> None:
     assert all(s.params is None for s in process.statements)
     assert "hunter2" not in process.to_json()
     assert "hunter2" not in outer.report.to_json()
+
+
+def test_decorated_generator_counts_the_statements_of_its_body(db: Engine) -> None:
+    """The body of a generator runs while it is iterated, after the call has
+    returned: the watch follows the iteration, and only the body's statements
+    count, not those the caller runs between two items."""
+    watcher = sqlwatch.watch("rows")
+
+    @watcher
+    def rows(n: int) -> Iterator[int]:
+        for i in range(n):
+            run(db, f"SELECT {i}")
+            yield i
+        run(db, "SELECT 'end'")
+
+    assert inspect.isgeneratorfunction(rows)  # pytest fixtures and frameworks check this
+    items = []
+    for item in rows(3):
+        run(db, "SELECT 'caller'")
+        items.append(item)
+
+    assert items == [0, 1, 2]
+    assert sqls(watcher.queries) == ["SELECT 0", "SELECT 1", "SELECT 2", "SELECT 'end'"]
+    summary = next(s for s in sqlwatch.report().scopes if s.name == "rows")
+    assert (summary.runs, summary.query_count) == (1, 4)
+
+
+def test_decorated_generator_leaves_the_callers_watches_alone(db: Engine) -> None:
+    """A watch the caller opens between two items still counts what follows
+    after the generator finishes inside it."""
+    watcher = sqlwatch.watch()
+
+    @watcher
+    def rows() -> Iterator[int]:
+        run(db, "SELECT 'first'")
+        yield 1
+        run(db, "SELECT 'second'")
+        yield 2
+
+    iterator = rows()
+    next(iterator)
+    with sqlwatch.watch() as caller:
+        assert list(iterator) == [2]
+        run(db, "SELECT 'caller'")
+
+    assert sqls(caller.queries) == ["SELECT 'second'", "SELECT 'caller'"]
+    assert sqls(watcher.queries) == ["SELECT 'first'", "SELECT 'second'"]
+
+
+def test_decorated_generator_closed_early_or_thrown_into_closes_its_watch(db: Engine) -> None:
+    watcher = sqlwatch.watch()
+
+    @watcher
+    def rows() -> Generator[int, int | None, str]:
+        try:
+            sent = yield 1
+            run(db, f"SELECT {sent}")
+            yield 2
+        finally:
+            run(db, "SELECT 'cleanup'")
+        return "done"
+
+    iterator = rows()
+    next(iterator)
+    assert iterator.send(7) == 2
+    iterator.close()
+    assert sqls(watcher.queries) == ["SELECT 7", "SELECT 'cleanup'"]
+
+    iterator = rows()
+    next(iterator)
+    with pytest.raises(KeyError, match="from the caller"):
+        iterator.throw(KeyError("from the caller"))
+    assert sqls(watcher.queries) == ["SELECT 'cleanup'"]
+    run(db, "SELECT 'after'")
+    assert watcher.query_count == 1  # closed
+
+
+def test_decorator_report_is_live_inside_the_call(db: Engine) -> None:
+    watcher = sqlwatch.watch()
+
+    @watcher
+    def handler(n: int) -> int:
+        run(db, *[f"SELECT {i}" for i in range(n)])
+        return watcher.query_count
+
+    assert handler(2) == 2
+    assert handler(3) == 3  # this call's, not the previous one's
+
+    @watcher
+    def recursive(depth: int) -> int:
+        run(db, "SELECT 1")
+        if depth:
+            recursive(depth - 1)
+        return watcher.query_count
+
+    assert recursive(2) == 3  # the outermost call saw its inner calls' statements
+
+
+def test_decorated_generator_is_one_unit_of_work_across_its_items(
+    sqlite_engine: Engine,
+) -> None:
+    """A lazy load per yielded item is an N+1 in the generator's watch, and in
+    the process-wide report as it was before the generator was watched: its
+    steps are one unit of work, not one per item."""
+    Base.metadata.create_all(sqlite_engine)
+    with Session(sqlite_engine) as session:
+        session.add_all(
+            [User(name=f"u{i}", addresses=[Address(email=f"{i}@example.com")]) for i in range(3)]
+        )
+        session.commit()
+    sqlwatch.instrument(sqlite_engine)
+    watcher = sqlwatch.watch()
+
+    @watcher
+    def emails(session: Session) -> Iterator[list[str]]:
+        for user in session.scalars(select(User)).all():
+            yield [address.email for address in user.addresses]
+
+    with Session(sqlite_engine) as session:
+        assert len(list(emails(session))) == 3
+
+    assert [(f.relationship, f.count) for f in watcher.n_plus_one] == [("User.addresses", 3)]
+    process = sqlwatch.report().n_plus_one
+    assert [(f.relationship, f.count) for f in process] == [("User.addresses", 3)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
@@ -119,3 +120,36 @@ async def test_tasks_created_inside_a_watch_belong_to_it(adb: AsyncEngine) -> No
         await background
 
     assert sorted(s.sql for s in w.queries) == sorted(f"SELECT {n}" for n in range(5))
+
+
+async def test_decorated_async_generator_counts_the_statements_of_its_body(
+    adb: AsyncEngine,
+) -> None:
+    """An async generator's body runs while it is iterated: the watch follows the
+    iteration (not the call, which runs nothing), and the caller's statements
+    between two items are not the generator's."""
+    watcher = sqlwatch.watch("stream")
+
+    @watcher
+    async def stream(n: int) -> AsyncIterator[int]:
+        try:
+            for i in range(n):
+                await run(adb, f"SELECT {i}")
+                yield i
+        finally:
+            await run(adb, "SELECT 'cleanup'")
+
+    assert inspect.isasyncgenfunction(stream)
+    async with sqlwatch.watch() as caller:
+        items = []
+        async for item in stream(2):
+            await run(adb, "SELECT 'caller'")
+            items.append(item)
+    assert items == [0, 1]
+    assert [s.sql for s in watcher.queries] == ["SELECT 0", "SELECT 1", "SELECT 'cleanup'"]
+    assert caller.query_count == 5
+
+    early = stream(5)
+    assert await early.__anext__() == 0
+    await early.aclose()
+    assert [s.sql for s in watcher.queries] == ["SELECT 0", "SELECT 'cleanup'"]

@@ -7,6 +7,7 @@ CLI runs in CI gates, where a traceback reads as a crash of the tool.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -286,3 +287,29 @@ def test_python_dash_m_version() -> None:
     assert done.returncode == 0
     assert done.stdout.strip() == f"sqlwatch {sqlwatch.__version__}"
     assert done.stderr == ""
+
+
+def test_a_reader_that_leaves_early_is_not_an_error() -> None:
+    """``sqlwatch report r.json | head``: the pipe closes before the output ends.
+    No message, no traceback; the status a shell gives a command ended by SIGPIPE."""
+    command = [sys.executable, "-m", "sqlwatch", "report", "--format", "json", str(GOLDEN)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()  # the reader is gone before the first byte
+    err = process.stderr.read()
+    process.stderr.close()
+    assert process.wait(timeout=60) == 141
+    assert err == b""
+
+
+def test_names_the_output_encoding_cannot_spell_are_escaped() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sqlwatch", "analyze", 'SELECT * FROM "été"'],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"tables       \\xe9t\\xe9\n" in done.stdout

@@ -74,6 +74,13 @@ def test_unknown_option_is_a_type_error_naming_it(typo: str) -> None:
         ("exporters", "logging"),
         ("exporters", ["no-such-exporter"]),
         ("exporters", [42]),
+        ("slow_query_ms", float("nan")),
+        ("leak_threshold_s", float("nan")),
+        ("span_min_duration_ms", float("nan")),
+        ("ignore", None),
+        ("ignore", 5),
+        ("exporters", None),
+        ("exporters", 5),
     ],
 )
 def test_bad_value_is_a_value_error_naming_the_option(name: str, value: Any) -> None:
@@ -104,6 +111,16 @@ def test_sequences_become_tuples() -> None:
     hash(options.ignore)  # options are immutable all the way down
 
 
+def test_iterators_keep_their_entries() -> None:
+    """A generator is used up once read: checking its entries must not leave the
+    option empty (the patterns would then silently ignore nothing)."""
+    options = sqlwatch.watch(
+        ignore=(p for p in ["User.addresses", "app/legacy/*"]), exporters=iter([])
+    ).options
+    assert options.ignore == ("User.addresses", "app/legacy/*")
+    assert options.exporters == ()
+
+
 def test_options_are_frozen() -> None:
     options = Options()
     with pytest.raises(AttributeError):
@@ -115,3 +132,16 @@ def test_options_are_frozen() -> None:
 def test_instrument_name_must_be_a_string() -> None:
     with pytest.raises(TypeError, match="name"):
         sqlwatch.instrument(create_engine("sqlite://"), name=42)  # type: ignore[arg-type]
+
+
+def test_watch_name_must_be_a_string() -> None:
+    with pytest.raises(TypeError, match="name"):
+        sqlwatch.watch(42)  # type: ignore[arg-type]
+
+
+def test_watch_used_as_a_decorator_without_parentheses_says_how() -> None:
+    with pytest.raises(TypeError, match=r"@sqlwatch\.watch\(\)"):
+
+        @sqlwatch.watch  # type: ignore[arg-type]
+        def handler() -> None:
+            pass
