@@ -40,11 +40,18 @@ def report_internal_error(where: str, exc: BaseException) -> None:
     if len(_last_logged) >= _MAX_SITES:
         _last_logged.clear()
     _last_logged[where] = now
-    logger.error(
-        "sqlwatch internal error in %s (swallowed; your application is not affected)",
-        where,
-        exc_info=exc,
-    )
+    try:  # noqa: SIM105 - ``contextlib.suppress`` is a call, and may itself hit the limit
+        logger.error(
+            "sqlwatch internal error in %s (swallowed; your application is not affected)",
+            where,
+            exc_info=exc,
+        )
+    except Exception:
+        # The report itself failed: a handler or filter on the ``sqlwatch`` logger
+        # that raises, or the stack too deep to format it (an application near its
+        # recursion limit). It runs in the application's call: nowhere is left to
+        # tell, and raising here would break the call the guard protects.
+        pass
 
 
 @contextmanager

@@ -23,6 +23,7 @@ statements and anything inside a scope still take the full path.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -237,3 +238,17 @@ class Pipeline:
 
 
 PIPELINE = Pipeline()
+
+
+def _renew_locks_in_child() -> None:
+    """A fork while another thread processes a batch leaves the child holding the
+    locks of a thread that does not exist there: its first watch would wait for
+    ever. The batch that thread had taken is lost to the child; nothing else is."""
+    PIPELINE.lock = threading.RLock()
+    scope = PIPELINE.process_scope
+    if scope is not None:
+        scope.renew_lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_renew_locks_in_child)

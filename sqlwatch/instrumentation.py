@@ -9,6 +9,7 @@ test or per request would miss statements).
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
@@ -98,7 +99,31 @@ def _sync_engine(engine: object) -> Engine:
     return engine
 
 
-_handles: dict[int, Instrumentation] = {}
+_handles: weakref.WeakValueDictionary[int, Instrumentation] = weakref.WeakValueDictionary()
+"""The handle of each instrumented engine, while the application holds it: a
+second ``instrument()`` returns the same one. Weak, as sqlwatch holds nothing
+that keeps an engine alive: an engine made per tenant or per job and dropped
+is freed, and its tracker forgotten at the next ``instrument()`` or report."""
+
+
+def _tracker_of(sync_engine: Engine) -> EngineTracker | None:
+    """The engine's tracker. Keyed by ``id``: the tracker of a dropped engine whose
+    ``id`` a new engine took is not that engine's."""
+    tracker = STATE.trackers.get(id(sync_engine))
+    if tracker is None or tracker.engine_ref() is not sync_engine:
+        return None
+    return tracker
+
+
+def _forget_dropped_engines() -> None:
+    """Detach the trackers of engines the application dropped (lock held)."""
+    for engine_id, tracker in list(STATE.trackers.items()):
+        if tracker.engine_ref() is None:
+            del STATE.trackers[engine_id]
+            try:
+                tracker.detach()
+            except Exception as exc:
+                report_internal_error("forgetting a dropped engine", exc)
 
 
 def instrument(
@@ -110,8 +135,12 @@ def instrument(
     if name is not None and not isinstance(name, str):
         raise TypeError(f"instrument(name=...) must be a string, got {name!r}")
     with STATE.lock:
-        handle = _handles.get(id(sync_engine))
-        if handle is not None and id(sync_engine) in STATE.trackers:
+        _forget_dropped_engines()
+        current = _tracker_of(sync_engine)
+        if current is not None:
+            handle = _handles.get(id(sync_engine))
+            if handle is None or handle._tracker is not current:
+                handle = _handles[id(sync_engine)] = Instrumentation(current, engine)
             _warn_if_ignored(handle, parsed, options, name)
             return handle
         exporters = resolve_exporters(parsed.exporters)
@@ -171,9 +200,11 @@ def uninstrument(engine: Engine | AsyncEngine) -> None:
     """Remove every listener sqlwatch added to ``engine`` and its pool."""
     sync_engine = _sync_engine(engine)
     with STATE.lock:
-        tracker = STATE.trackers.pop(id(sync_engine), None)
-        _handles.pop(id(sync_engine), None)
+        _forget_dropped_engines()
+        tracker = _tracker_of(sync_engine)
         if tracker is not None:
+            del STATE.trackers[id(sync_engine)]
+            _handles.pop(id(sync_engine), None)
             tracker.detach()
         if not STATE.trackers:
             STATE.orm.remove()
@@ -181,7 +212,7 @@ def uninstrument(engine: Engine | AsyncEngine) -> None:
 
 
 def tracker_for(engine: Engine | AsyncEngine) -> EngineTracker | None:
-    return STATE.trackers.get(id(_sync_engine(engine)))
+    return _tracker_of(_sync_engine(engine))
 
 
 def process_report() -> Report:
@@ -189,6 +220,8 @@ def process_report() -> Report:
     scope = STATE.pipeline.process_scope
     if scope is None:
         return Report()
+    with STATE.lock:
+        _forget_dropped_engines()
     _deliver_pending_leaks()
     return scope.snapshot()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -144,10 +145,16 @@ class Report:
 
         The temporary file is created with the mode any new file gets (0666 less
         the umask), not ``mkstemp``'s private 0600: the report is for readers
-        (a dashboard, a CI step) that may run as another user.
+        (a dashboard, a CI step) that may run as another user. A report written
+        over an existing file keeps that file's mode: one restricted to its owner
+        (it may hold captured parameters) stays so.
         """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            kept_mode: int | None = stat.S_IMODE(target.stat().st_mode)
+        except OSError:
+            kept_mode = None
         while True:
             temporary = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
             try:
@@ -156,6 +163,8 @@ class Report:
             except FileExistsError:  # pragma: no cover - 48 random bits collided
                 continue
         try:
+            if kept_mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(fd, kept_mode)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(self.to_json())
                 handle.write("\n")

@@ -10,6 +10,7 @@ itself runs SQL cannot deadlock its scope.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -39,6 +40,9 @@ from sqlwatch.report import Report, merge_n_plus_one
 __all__ = ["Scope", "ScopeRun"]
 
 MAX_CHILD_SCOPES = 10_000
+OTHER_SCOPES = "(other scopes)"
+"""Where runs of further names go once ``MAX_CHILD_SCOPES`` names are kept: their
+statements still count, under one name (names made from raw URLs, say)."""
 MAX_DISTINCT_COUNTS = 1_000
 
 
@@ -96,11 +100,20 @@ class _ChildScopes:
         self.by_name: dict[str, dict[str, Any]] = {}
 
     def add(self, report: Report | ScopeRun) -> None:
-        entry = self.by_name.get(report.name)
+        name = report.name
+        entry = self.by_name.get(name)
+        if entry is None and len(self.by_name) >= MAX_CHILD_SCOPES:
+            name = OTHER_SCOPES
+            entry = self.by_name.get(name)
+            if entry is None:
+                logging.getLogger("sqlwatch").warning(
+                    "sqlwatch: more than %d scope names; runs of further names are "
+                    "counted under %r (are names made from raw paths or IDs?)",
+                    MAX_CHILD_SCOPES,
+                    OTHER_SCOPES,
+                )
         if entry is None:
-            if len(self.by_name) >= MAX_CHILD_SCOPES:
-                return
-            entry = self.by_name[report.name] = {
+            entry = self.by_name[name] = {
                 "runs": 0,
                 "query_count": 0,
                 "total_query_ms": 0.0,
@@ -164,7 +177,9 @@ class Scope:
         self.rss_peak = 0
         self.extensions: dict[str, Any] = {}
         """Per-scope state of components that are not detectors, by name."""
-        self._lock = threading.Lock()
+        # Re-entrant: a statement run from a signal handler or a finalizer, while
+        # this thread holds the lock, may come back here to be processed.
+        self._lock = threading.RLock()
         self._aggregator = Aggregator()
         self._kept: list[Execution] = []
         self._max_kept = options.max_statements
@@ -220,6 +235,11 @@ class Scope:
         with self._lock:
             self._aggregator.add_counted(info, durations, sites)
             self._dropped += len(durations)
+
+    def renew_lock(self) -> None:
+        """In a child process just forked: a lock held by another thread of the
+        parent at the fork would stay held here for good."""
+        self._lock = threading.RLock()
 
     def _catch_up(self) -> None:
         """Process what capture has buffered, before the scope is read.
@@ -293,7 +313,7 @@ class Scope:
         with self._lock:
             self._children.add(report)
 
-    def locked(self) -> threading.Lock:
+    def locked(self) -> threading.RLock:
         return self._lock
 
     # -- reading ------------------------------------------------------------

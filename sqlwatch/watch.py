@@ -106,6 +106,10 @@ class Watch:
         if scope is None or token is None:
             return
         self._token = None
+        # The block's last statements wait in the batch: process them while the
+        # scope is still this context's, so that their findings count as found
+        # here (on the current span) rather than in another thread's work.
+        STATE.pipeline.flush()
         with contextlib.suppress(ValueError):  # closed from another context (WSGI iteration)
             pop_scope(token)
         for hook in SCOPE_HOOKS:

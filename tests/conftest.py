@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import sqlwatch
+from sqlwatch import _guard
 from sqlwatch._guard import raise_internal_errors
 from tests.models import Base
 
@@ -104,3 +105,12 @@ async def async_engine(
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.drop_all)
     await engine.dispose()
+
+
+@pytest.fixture
+def production_mode(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Internal errors are swallowed (as for users), and none was logged recently."""
+    monkeypatch.setattr(_guard, "_last_logged", {})
+    raise_internal_errors(False)
+    yield
+    raise_internal_errors(True)

@@ -341,7 +341,7 @@ def format_call_site(site: CallSite | None) -> str | None:
             relative = os.path.relpath(filename)
             if not relative.startswith(".."):
                 filename = relative
-        except ValueError:  # another drive on Windows
+        except (ValueError, OSError):  # another drive on Windows; a deleted working directory
             pass
         text = f"{filename}:{line} in {function}"
         if len(_formatted) >= _MAX_CACHED:

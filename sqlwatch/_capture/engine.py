@@ -188,7 +188,7 @@ class EngineTracker:
         self._load_sites = CallSiteFinder(BOOKKEEPING_CODES)
         self._record_load_sites = CallSiteFinder(BOOKKEEPING_CODES)
         self._export_statement = export_statement
-        self._registrations: list[tuple[Any, str, Callable[..., Any]]] = []
+        self._registrations: list[tuple[weakref.ref[Any], str, Callable[..., Any]]] = []
         self._dialect_hooks: list[tuple[Any, str, Callable[..., Any]]] = []
         """(dialect, method name, the listener set on the instance), for ``detach``."""
         self._cleanups: list[Callable[[], None]] = []
@@ -206,9 +206,10 @@ class EngineTracker:
     # -- registration --------------------------------------------------------
 
     def listen(self, target: Any, identifier: str, fn: Callable[..., Any], **kw: Any) -> None:
-        """Add a listener that ``detach`` will remove."""
+        """Add a listener that ``detach`` will remove. The target is held weakly: an
+        engine the application drops is freed, instrumented or not."""
         event.listen(target, identifier, fn, **kw)
-        self._registrations.append((target, identifier, fn))
+        self._registrations.append((weakref.ref(target), identifier, fn))
 
     def attach(self) -> None:
         engine = self.engine_ref()
@@ -238,7 +239,10 @@ class EngineTracker:
             else:  # wrapped again over ours by someone else: keep nothing from here on
                 self._keep_nothing(name)
         while self._registrations:
-            target, identifier, fn = self._registrations.pop()
+            target_ref, identifier, fn = self._registrations.pop()
+            target = target_ref()
+            if target is None:
+                continue  # gone, and its listeners with it
             try:
                 if event.contains(target, identifier, fn):
                     event.remove(target, identifier, fn)
@@ -284,7 +288,7 @@ class EngineTracker:
     ) -> bool:
         chain = current_chain.get()
         sent = statement
-        if chain.sqlcommenter or self.sqlcommenter:
+        if self.sqlcommenter or (chain.sqlcommenter and self._commenting_scope(chain)):
             sent = self._comment(statement)
         start = perf_counter_ns()
         try:
@@ -379,7 +383,7 @@ class EngineTracker:
     ) -> bool:
         chain = current_chain.get()
         sent = statement
-        if chain.sqlcommenter or self.sqlcommenter:
+        if self.sqlcommenter or (chain.sqlcommenter and self._commenting_scope(chain)):
             sent = self._comment(statement)
         start = perf_counter_ns()
         batch = len(parameters)
@@ -396,7 +400,7 @@ class EngineTracker:
     ) -> bool:
         chain = current_chain.get()
         sent = statement
-        if chain.sqlcommenter or self.sqlcommenter:
+        if self.sqlcommenter or (chain.sqlcommenter and self._commenting_scope(chain)):
             sent = self._comment(statement)
         start = perf_counter_ns()
         try:
@@ -427,6 +431,13 @@ class EngineTracker:
         fetched: that is unknown (-1, reported as ``None``), not zero rows.
         """
         return -1 if self._rowcount_after_fetch and cursor.description is not None else 0
+
+    def _commenting_scope(self, chain: ScopeChain) -> bool:
+        """Whether an open scope that asked for ``sqlcommenter`` watches this engine
+        (``watch(engines=[a], sqlcommenter=True)`` leaves engine b's SQL alone)."""
+        return any(
+            scope.options.sqlcommenter and scope.watches(self.engine_id) for scope in chain.scopes
+        )
 
     def _comment(self, statement: str) -> str:
         try:

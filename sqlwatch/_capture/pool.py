@@ -52,6 +52,7 @@ start and end and whenever a report is built.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import weakref
@@ -277,6 +278,17 @@ class PoolTracker:
         self._live: weakref.ref[Pool] | None = None
         """The pool ``info`` describes: ``engine.pool`` when ``refresh`` last looked."""
         self._chain: tuple[ScopeChain | None, tuple[PoolCounters, ...]] = (None, ())
+        _LIVE_TRACKERS.add(self)
+
+    def forget_parent_process(self) -> None:
+        """In a child process just forked: the connections out are the parent's
+        (SQLAlchemy's recipe has the child ``dispose(close=False)`` its pools and
+        leave them to the parent), and a lock another thread of the parent held
+        at the fork would stay held here for good."""
+        self.lock = threading.RLock()
+        self.outstanding.clear()
+        self.pending.clear()
+        self._chain = (None, ())
 
     # -- attaching ----------------------------------------------------------
 
@@ -753,6 +765,10 @@ class PoolTracker:
                 setattr(counters, field, getattr(counters, field) + 1)
                 if wait is not None:
                     counters.waits.append(wait)
+                    # Nothing else folds waits without holds: an exhausted pool
+                    # times out for as long as the application keeps asking.
+                    if len(counters.waits) >= FOLD_AT:
+                        counters.fold()
 
     def _on_connect(self, dbapi_connection: Any, record: Any) -> None:
         try:
@@ -791,6 +807,21 @@ class PoolTracker:
                 self._returned(entry, now, counted=False)
         except Exception as exc:
             report_internal_error("pool checkin", exc)
+
+
+_LIVE_TRACKERS: weakref.WeakSet[PoolTracker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for tracker in list(_LIVE_TRACKERS):
+        try:
+            tracker.forget_parent_process()
+        except Exception as exc:
+            report_internal_error("pool tracking after fork", exc)
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Nested(Exception):

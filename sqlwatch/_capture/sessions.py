@@ -157,12 +157,23 @@ class SessionListener:
             site = None
         with self.lock:
             tracked = self.tracked.get(key)
-            if tracked is None or tracked.ref() is not session:
+            if tracked is not None and tracked.ref() is not session:
+                # A collected session whose ``id`` the new one reuses: it counts
+                # as closed, rather than being overwritten (and lost) here.
+                self._release(key, tracked)
+                tracked = None
+            if tracked is None:
                 tracked = self.tracked[key] = _Tracked(session, site)
             for counts in targets:
                 if counts not in tracked.counts:
                     tracked.counts.append(counts)
-                    counts.opened += 1
+                    previous = counts.live.get(key)
+                    if previous is None or previous.ref() is not session:
+                        if previous is not None:  # collected, its ``id`` reused
+                            counts.closed += 1
+                        counts.opened += 1
+                    # else: counted open before the listeners were removed and
+                    # installed again (``remove()`` forgets ``tracked``): once.
                     counts.live[key] = tracked
             if len(self.tracked) >= self._sweep_at:
                 self._sweep()

@@ -39,7 +39,9 @@ class Leaks(Detector):
 
     def __init__(self, scope: Scope) -> None:
         super().__init__(scope)
-        self._lock = threading.Lock()
+        # Re-entrant: a garbage collection inside a locked section may return a
+        # dropped connection, whose pool events come back here on the same thread.
+        self._lock = threading.RLock()
         self._by_engine: dict[int, tuple[PoolTracker, PoolCounters]] = {}
         """Scopes: engine id -> (tracker, counters), created at the first checkout."""
         self._by_name: dict[str, tuple[PoolTracker | None, PoolCounters]] = {}

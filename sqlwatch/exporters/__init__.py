@@ -43,11 +43,12 @@ def _resolve(spec: Any) -> Exporter:
     if isinstance(spec, Exporter):
         return spec
     if not isinstance(spec, str):
-        if callable(getattr(spec, "on_scope_end", None)):
-            return spec  # type: ignore[no-any-return]  # duck-typed exporter
+        # Not duck-typed: sqlwatch calls every hook (and ``statement_enabled``) of
+        # every exporter; an object with only some would fail on each statement.
         raise ValueError(
-            f"exporter {spec!r} is neither an Exporter nor a name; "
-            f"valid names: {', '.join(EXPORTER_NAMES)}"
+            f"exporter {spec!r} is neither an Exporter nor a name: subclass "
+            "sqlwatch.exporters.Exporter (its hooks do nothing until overridden), "
+            f"or use a name: {', '.join(EXPORTER_NAMES)}"
         )
     if spec.startswith("json:"):
         path = spec[len("json:") :]

@@ -37,9 +37,11 @@ class JSONExporter(Exporter):
     """Write reports to ``path`` as JSON (see ``sqlwatch.Report.load`` to read them)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path).absolute()
+        self.path = Path(path).expanduser().absolute()
         """Made absolute now: a relative path names a file in the working directory
-        of the moment the exporter is made, not of the moment of exit."""
+        of the moment the exporter is made, not of the moment of exit. A leading
+        ``~`` is the home folder, as in a shell (``"json:~/reports/app.json"`` from
+        a configuration file), never a folder named ``~``."""
         _install_engine_extension()
 
     def on_scope_end(self, report: Report) -> None:
@@ -98,11 +100,11 @@ def _on_instrument(tracker: EngineTracker, engine: Engine) -> None:
 def _write_at_exit() -> None:
     written: set[Path] = set()
     for exporter in list(_process_wide):
-        target = exporter.path.resolve()
-        if target in written:
-            continue  # "json:PATH" on several engines: one file, one write
-        written.add(target)
         try:
+            target = exporter.path.resolve()  # a symlink loop raises: skip only this one
+            if target in written:
+                continue  # "json:PATH" on several engines: one file, one write
+            written.add(target)
             exporter.flush()
         except Exception as exc:  # at exit, nothing may raise into the interpreter
             with contextlib.suppress(Exception):

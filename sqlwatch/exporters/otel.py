@@ -187,9 +187,15 @@ def _global_meter_provider() -> metrics_api.MeterProvider | None:
     )
     if provider is None and OTEL_PYTHON_METER_PROVIDER in os.environ:
         provider = metrics_api.get_meter_provider()
-    if provider is None or type(provider).__name__ == "_ProxyMeterProvider":
+    if provider is None or _is_proxy_meter_provider(provider):
         return None
     return provider
+
+
+def _is_proxy_meter_provider(provider: object) -> bool:
+    """Whether ``provider`` is the API's stand-in for a global meter provider not
+    set yet (a private class, so known by name)."""
+    return type(provider).__name__ == "_ProxyMeterProvider"
 
 
 def _tracer_of(provider: trace_api.TracerProvider | None) -> trace_api.Tracer | None:
@@ -516,6 +522,13 @@ class OTelExporter(Exporter):
         tracer_provider: trace_api.TracerProvider | None = None,
         meter_provider: metrics_api.MeterProvider | None = None,
     ) -> None:
+        # What ``trace.get_tracer_provider()`` returns before the SDK is set up is
+        # the API's proxy: it stands for the global provider, so follow that one
+        # (a proxy's tracer would be taken for a no-op, and spans never emitted).
+        if isinstance(tracer_provider, trace_api.ProxyTracerProvider):
+            tracer_provider = None
+        if _is_proxy_meter_provider(meter_provider):
+            meter_provider = None
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._follows_globals = tracer_provider is None or meter_provider is None

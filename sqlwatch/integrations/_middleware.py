@@ -11,17 +11,20 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypedDict
 
-from sqlwatch._context import pop_scope, push_scope
+from sqlwatch._context import current_chain, pop_scope, push_scope
 from sqlwatch.config import OPTION_NAMES, Options
+from sqlwatch.exporters import resolve_exporters
 from sqlwatch.watch import WATCH_DEFAULTS, Watch, _engine_ids
 
 __all__ = [
     "MIDDLEWARE_OPTIONS",
+    "OTHER_METHOD",
     "REQUEST_DEFAULTS",
     "UNMATCHED",
     "RequestWatch",
     "WatchOptions",
     "parse_options",
+    "request_method",
     "server_timing",
 ]
 
@@ -57,6 +60,19 @@ name for every 404, so that scanners probing random URLs cannot fill the report
 with one entry per URL."""
 
 
+KNOWN_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
+OTHER_METHOD = "_OTHER"
+"""The method part of the name of a request whose method is none of ``KNOWN_METHODS``
+(as OpenTelemetry's ``http.request.method`` does): any token is a valid method, and
+a client sending made-up ones must not make one endpoint each."""
+
+
+def request_method(method: object) -> str:
+    return method if isinstance(method, str) and method in KNOWN_METHODS else OTHER_METHOD
+
+
 class MiddlewareOptions:
     __slots__ = ("engine_ids", "server_timing", "watch_options")
 
@@ -82,6 +98,11 @@ def parse_options(
     if not isinstance(server_timing, bool):
         raise ValueError(f"option 'server_timing' must be True or False, got {server_timing!r}")
     watch_options = Options.from_kwargs(dict(options), **REQUEST_DEFAULTS)
+    if watch_options.exporters:
+        # resolved now, as ``watch()`` does: a misspelt name fails here, not on every
+        # request (where it would be swallowed and leave every request unwatched),
+        # and each request shares the same exporter objects
+        watch_options = watch_options.replace(exporters=resolve_exporters(watch_options.exporters))
     return MiddlewareOptions(server_timing, _engine_ids(engines), watch_options)
 
 
@@ -104,17 +125,19 @@ class RequestWatch(Watch):
 
     def __enter__(self) -> RequestWatch:
         super().__enter__()
+        self._unit = current_chain.get().unit
         if self._scope is not None:
             self._scope.naming = self._naming
         return self
 
-    def rename(self) -> None:
+    def rename(self, naming: Callable[[], str] | None = None) -> None:
         """The route template is known only once the framework has routed the
         request: ``naming`` says the path until then, the template after (and a
         finding reported in between already goes out under the template). Called
         once the response starts, it fixes the name: a framework may forget its
-        route when the application returns (Flask), before a body is iterated."""
-        name = self.name = self._naming()
+        route when the application returns (Flask), before a body is iterated.
+        ``naming`` replaces the running one for this last time (it may cost more)."""
+        name = self.name = (naming or self._naming)()
         scope = self._scope
         if scope is not None:
             scope.name = name
@@ -132,9 +155,12 @@ class RequestWatch(Watch):
                 pop_scope(token)
 
     def resume(self) -> None:
+        """Step back in, as part of the request's unit of work (``_unit``): the
+        process-wide scope judges an N+1 spread over a streamed body's chunks as it
+        would the same loop run before the response."""
         scope = self._scope
         if scope is not None and self._token is None and not scope.closed:
-            self._token = push_scope(scope)
+            self._token = push_scope(scope, self._unit)
 
     def finish(self) -> None:
         """Close, whether the watch is suspended or not (idempotent)."""
@@ -142,7 +168,7 @@ class RequestWatch(Watch):
         if scope is None or scope.closed:
             return
         if self._token is None:
-            self._token = push_scope(scope)
+            self._token = push_scope(scope, self._unit)
         self._close()
 
 

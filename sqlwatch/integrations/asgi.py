@@ -8,13 +8,14 @@
 
 Every HTTP request runs in a watch named after its route template
 (``"GET /users/{id}"``): Starlette and FastAPI record the matched route in the
-ASGI scope, which the middleware reads when the response starts; other
-applications are named by their path. Each response gets a ``Server-Timing``
-header (``db;dur=<ms>;desc="<n> queries"``) counting the statements run before
-the response started; the watch itself lasts until the application returns, so
-a streamed body's statements count in the request's report. Named watches add
-up per name in ``sqlwatch.report().scopes``: requests, queries per request
-(p50, p95, max) and N+1 findings per endpoint.
+ASGI scope, which the middleware reads when the response starts (a route they do
+not record, or a request answered before routing, is looked up in the router's
+routes); other applications are named by their path. Each response gets a
+``Server-Timing`` header (``db;dur=<ms>;desc="<n> queries"``) counting the
+statements run before the response started; the watch itself lasts until the
+application returns, so a streamed body's statements count in the request's
+report. Named watches add up per name in ``sqlwatch.report().scopes``: requests,
+queries per request (p50, p95, max) and N+1 findings per endpoint.
 
 Pure ASGI: no framework is imported. WebSocket and lifespan traffic passes
 through untouched.
@@ -31,6 +32,7 @@ from sqlwatch.integrations._middleware import (
     RequestWatch,
     WatchOptions,
     parse_options,
+    request_method,
     server_timing,
 )
 
@@ -74,7 +76,7 @@ class SQLWatchMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method = scope.get("method", "GET")
+        method = request_method(scope.get("method", "GET"))
         try:
             watch = RequestWatch(lambda: f"{method} {_route_name(scope)}", self._options)
             watch.__enter__()
@@ -85,12 +87,15 @@ class SQLWatchMiddleware:
         header = self._options.server_timing
         named = False
 
+        def final_name() -> str:
+            return f"{method} {_final_route_name(scope)}"
+
         async def send_with_timing(message: Message) -> None:
             nonlocal named
             if message["type"] == "http.response.start" and not named:
                 named = True
                 try:
-                    watch.rename()
+                    watch.rename(final_name)
                     if header:
                         count, total_ns = watch.totals()
                         message = {
@@ -109,19 +114,98 @@ class SQLWatchMiddleware:
         finally:
             try:
                 if not named:  # no response started (the app raised): routed all the same
-                    watch.rename()
+                    watch.rename(final_name)
                 watch.__exit__(None, None, None)
             except Exception as exc:
                 report_internal_error("ASGI middleware: closing the request's watch", exc)
 
 
 def _route_name(scope: Scope) -> str:
+    """The request's name while it runs: its path until a router has seen it."""
     template = route_template(scope)
     if template is not None:
         return template
-    if "router" in scope:  # a Starlette router saw the request and matched no route
+    router = scope.get("router")
+    if router is None:
+        return str(scope.get("path", ""))
+    return _chosen_route(scope, router)
+
+
+def _final_route_name(scope: Scope) -> str:
+    """The request's name once the application has answered. A Starlette or FastAPI
+    application whose router never saw the request (a CORS preflight, a host or
+    authentication middleware that answered first, an exception before routing)
+    is named as its router would have routed it: never by the path, one name per
+    URL."""
+    template = route_template(scope)
+    if template is not None:
+        return template
+    router = scope.get("router")
+    if router is None:
+        router = scope.get("app")
+        if not isinstance(getattr(router, "routes", None), list):  # not Starlette's
+            return str(scope.get("path", ""))
+    return _chosen_route(scope, router)
+
+
+def _chosen_route(scope: Scope, router: Any) -> str:
+    """The template of the route ``router`` chooses for the request, else
+    ``UNMATCHED``: for a request routed without a route in the scope (FastAPI
+    records only its own routes, not a ``Mount``, static files or a Starlette
+    ``Route``), or not routed at all. Only such requests pay for the lookup."""
+    routes = getattr(router, "routes", None)
+    if not isinstance(routes, list):
         return UNMATCHED
-    return str(scope.get("path", ""))
+    request = dict(scope)  # a copy: a route's ``matches`` may write to it (FastAPI's do)
+    if "app_root_path" in scope:  # a mount made the path relative to itself: undo it
+        request["root_path"] = scope["app_root_path"]
+    try:
+        found = _match(routes, request, "", 0)
+    except Exception:  # a custom route's ``matches`` failed: the router would fail too
+        found = None
+    return found[0] if found is not None else UNMATCHED
+
+
+def _match(
+    routes: Iterable[Any], scope: Scope, prefix: str, depth: int
+) -> tuple[str, bool] | None:
+    """The template of the route Starlette's router would match for ``scope``, and
+    whether the match is full: the first full match (a mount's decides inside it),
+    else the first partial one (a method the route does not allow)."""
+    partial = None
+    for route in routes:
+        included = _included_routes(route)
+        if included is not None:  # FastAPI's: match its routes as included
+            found = (
+                _match(included, scope, prefix, depth + 1) if depth < _MAX_MOUNT_DEPTH else None
+            )
+            if found is not None and found[1]:
+                return found
+            if found is not None and partial is None:
+                partial = found[0]
+            continue
+        matches = getattr(route, "matches", None)
+        if matches is None:
+            continue
+        match, child_scope = matches(scope)
+        kind = getattr(match, "name", None)
+        if kind == "FULL":
+            children = getattr(route, "routes", None)
+            if children and depth < _MAX_MOUNT_DEPTH:
+                inner = _match(
+                    children,
+                    {**scope, **child_scope},
+                    prefix + _mount_prefix(route),
+                    depth + 1,
+                )
+                if inner is not None:
+                    return inner[0], True
+            path = _own_path(route)
+            return None if path is None else (prefix + path, True)
+        if kind == "PARTIAL" and partial is None:
+            path = _own_path(route)
+            partial = None if path is None else prefix + path
+    return None if partial is None else (partial, False)
 
 
 def route_template(scope: Scope) -> str | None:
@@ -136,6 +220,7 @@ def route_template(scope: Scope) -> str | None:
         return None
     if isinstance(route, str):
         return route
+    route = _as_included(scope, route)
     cached = _templates.get(id(route))
     if cached is not None and cached[0] is route:
         return cached[1]
@@ -150,6 +235,27 @@ def route_template(scope: Scope) -> str | None:
     return template
 
 
+def _as_included(scope: Scope, route: Any) -> Any:
+    """FastAPI includes routers lazily: ``scope["route"]`` is the route as declared,
+    without the prefixes that ``include_router`` gave it (two inclusions of one
+    router share it); the route as included, its full path known, is in FastAPI's
+    own part of the scope."""
+    state = scope.get("fastapi")
+    if type(state) is not dict:
+        return route
+    included = state.get("effective_route_context")
+    if included is None or getattr(included, "original_route", None) is not route:
+        return route
+    return included
+
+
+def _included_routes(route: Any) -> list[Any] | None:
+    """The routes of a FastAPI included router, as included: paths relative to the
+    application, whatever ``include_router`` prefixes lie in between."""
+    included = getattr(route, "effective_route_contexts", None)
+    return list(included()) if callable(included) else None
+
+
 def _own_path(route: Any) -> str | None:
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
     return path if isinstance(path, str) else None
@@ -160,11 +266,18 @@ def _find(routes: Iterable[Any], target: Any, prefix: str, depth: int) -> str | 
         if route is target:
             path = _own_path(route)
             return None if path is None else prefix + path
-        children = getattr(route, "routes", None)
-        if children and depth < _MAX_MOUNT_DEPTH:
+        if depth >= _MAX_MOUNT_DEPTH:
+            continue
+        included = _included_routes(route)
+        if included is not None:
+            found = _find(included, target, prefix, depth + 1)
+        else:
+            children = getattr(route, "routes", None)
+            if not children:
+                continue
             found = _find(children, target, prefix + _mount_prefix(route), depth + 1)
-            if found is not None:
-                return found
+        if found is not None:
+            return found
     return None
 
 

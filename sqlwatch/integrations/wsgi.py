@@ -37,6 +37,7 @@ from sqlwatch.integrations._middleware import (
     RequestWatch,
     WatchOptions,
     parse_options,
+    request_method,
     server_timing,
 )
 
@@ -101,9 +102,9 @@ class SQLWatchMiddleware:
         except BaseException:
             request.finish()
             raise
-        if type(body) is list or type(body) is tuple:  # the whole body, already made
-            request.finish()
-            return body
+        if type(body) is list or type(body) is tuple or _is_file(body, environ):
+            request.finish()  # the whole body, already made (or a file: no SQL left to run)
+            return body  # a file as is: the server sends it with sendfile() only then
         request.watch.suspend()
         return _Body(body, request)
 
@@ -115,7 +116,7 @@ class _Request:
 
     def __init__(self, environ: Environ, options: MiddlewareOptions) -> None:
         self.environ = environ
-        self.method = environ.get("REQUEST_METHOD", "GET")
+        self.method = request_method(environ.get("REQUEST_METHOD", "GET"))
         self.named = False
         self.watch = RequestWatch(self._name, options)
         self.watch.__enter__()
@@ -171,6 +172,13 @@ class _Body:
                 close()
         finally:
             request.finish()
+
+
+def _is_file(body: Iterable[bytes], environ: Environ) -> bool:
+    """The server's ``wsgi.file_wrapper`` (PEP 3333): the server checks the body's
+    type to send the file by its platform's fast path, which a wrapper would defeat."""
+    wrapper = environ.get("wsgi.file_wrapper")
+    return isinstance(wrapper, type) and isinstance(body, wrapper)
 
 
 def _path(environ: Environ) -> str:

@@ -238,6 +238,126 @@ async def test_fastapi_route_templates(db: Engine) -> None:
     }
 
 
+async def test_requests_answered_before_routing_are_named_by_their_route(db: Engine) -> None:
+    """A CORS preflight, or a request a host check rejects, never reaches the
+    router: it is named by the route the router would have chosen, never by its
+    path (one endpoint per URL, which scanners would fill)."""
+    from starlette.middleware import Middleware
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    async def user(request: Request) -> Response:
+        return PlainTextResponse("user")
+
+    app = Starlette(
+        routes=[Route("/users/{id}", user)],
+        middleware=[
+            Middleware(SQLWatchMiddleware),
+            Middleware(TrustedHostMiddleware, allowed_hosts=["test"]),
+            Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"]),
+        ],
+    )
+    preflight = {"Origin": "http://app.example", "Access-Control-Request-Method": "GET"}
+    async with client(app) as http:
+        for n in range(3):
+            assert (await http.options(f"/users/{n}", headers=preflight)).status_code == 200
+            probe = await http.get(f"/wp-admin/{n}.php", headers={"Host": "10.0.0.1"})
+            assert probe.status_code == 400
+            assert (await http.get(f"/users/{n}", headers={"Host": "10.0.0.1"})).status_code == 400
+    assert {name: s.runs for name, s in endpoints().items()} == {
+        "OPTIONS /users/{id}": 3,
+        "GET (unmatched)": 3,
+        "GET /users/{id}": 3,
+    }
+
+
+async def test_fastapi_mounts_and_starlette_routes_are_named_by_template(
+    db: Engine, tmp_path: Any
+) -> None:
+    """FastAPI records only its own routes in the scope: a mount (static files, a
+    sub-application), a Starlette route and FastAPI's /docs are named by their
+    template all the same, not lumped in with the 404s, and so are the findings
+    reported while such a request runs."""
+    from fastapi import FastAPI
+    from starlette.staticfiles import StaticFiles
+
+    (tmp_path / "app.css").write_text("body {}")
+    app = FastAPI()
+
+    async def export(request: Request) -> Response:
+        run(db, 2)
+        return PlainTextResponse(request.path_params["name"])
+
+    app.add_route("/export/{name}", export)
+    app.mount("/static", StaticFiles(directory=tmp_path))
+    names = ScopeNames()  # every statement is slow: reported while the request runs
+    async with client(SQLWatchMiddleware(app, slow_query_ms=0, exporters=[names])) as http:
+        assert (await http.get("/static/app.css")).text == "body {}"
+        assert (await http.get("/static/missing.css")).status_code == 404
+        for name in ("a", "b"):
+            assert queries_in((await http.get(f"/export/{name}")).headers) == 2
+        assert (await http.get("/docs")).status_code == 200
+        assert (await http.get("/no/such/page")).status_code == 404
+    assert {name: (s.runs, s.query_count) for name, s in endpoints().items()} == {
+        "GET /static/{path}": (2, 0),
+        "GET /export/{name}": (2, 4),
+        "GET /docs": (1, 0),
+        "GET (unmatched)": (1, 0),
+    }
+    assert names.names == ["GET /export/{name}"] * 4
+
+
+async def test_fastapi_included_routers_are_named_with_their_prefixes(db: Engine) -> None:
+    """``include_router(prefix=...)``, nested inclusions, one router included twice:
+    each route is named by its full template, the prefixes of every inclusion
+    included (``scope["route"]`` is the route as declared, without them)."""
+    from fastapi import APIRouter, FastAPI
+    from fastapi.middleware.cors import CORSMiddleware
+
+    items = APIRouter(prefix="/items")
+    tags = APIRouter(prefix="/tags")
+
+    @items.get("/{item_id}")
+    def get_item(item_id: int) -> dict[str, int]:
+        run(db, 1)
+        return {"id": item_id}
+
+    @tags.get("/{tag}")
+    def get_tag(tag: str) -> dict[str, str]:
+        return {"tag": tag}
+
+    items.include_router(tags)
+    app = FastAPI()
+    app.include_router(items, prefix="/v1")
+    app.include_router(items, prefix="/v2")
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"])
+    preflight = {"Origin": "http://app.example", "Access-Control-Request-Method": "GET"}
+    async with client(SQLWatchMiddleware(app)) as http:
+        assert (await http.get("/v1/items/1")).json() == {"id": 1}
+        assert (await http.get("/v2/items/2")).json() == {"id": 2}
+        assert (await http.get("/v1/items/tags/red")).json() == {"tag": "red"}
+        assert (await http.options("/v2/items/3", headers=preflight)).status_code == 200
+    assert {name: s.runs for name, s in endpoints().items()} == {
+        "GET /v1/items/{item_id}": 1,
+        "GET /v2/items/{item_id}": 1,
+        "GET /v1/items/tags/{tag}": 1,
+        "OPTIONS /v2/items/{item_id}": 1,
+    }
+
+
+async def test_made_up_methods_share_one_name(db: Engine) -> None:
+    """Any token is a valid HTTP method: one a client makes up is named ``_OTHER``
+    (as OpenTelemetry's ``http.request.method``), not one endpoint per method."""
+    async with client(SQLWatchMiddleware(starlette_app(db))) as http:
+        for n in range(3):
+            assert (await http.request(f"PROBE{n}", "/users/1")).status_code == 405
+        assert (await http.request("PATCH", "/users/1")).status_code == 405
+    assert {name: s.runs for name, s in endpoints().items()} == {
+        "_OTHER /users/{id}": 3,
+        "PATCH /users/{id}": 1,
+    }
+
+
 # -- a real N+1 --------------------------------------------------------------------------------
 
 
@@ -334,6 +454,8 @@ def test_options_are_validated_when_the_middleware_is_created() -> None:
         SQLWatchMiddleware(app, server_timing="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="option 'slow_query_ms' must be a number >= 0"):
         SQLWatchMiddleware(app, slow_query_ms=-1)
+    with pytest.raises(ValueError, match="unknown exporter 'loging'"):
+        SQLWatchMiddleware(app, exporters=["loging"])  # not at each request, swallowed
 
 
 def test_typed_options_cover_every_watch_option() -> None:

@@ -509,7 +509,7 @@ def test_uninstrument_removes_every_listener(db: Engine) -> None:
     tracker = tracker_for(db)
     assert tracker is not None
     assert set(vars(db.dialect)) >= DIALECT_HOOKS  # on the engine's own dialect instance
-    registrations = list(tracker._registrations)
+    registrations = [(ref(), name, fn) for ref, name, fn in tracker._registrations]
     assert registrations  # the pool tracker's events
     for target, identifier, fn in registrations:
         assert event.contains(target, identifier, fn)

@@ -122,7 +122,7 @@ async def test_uninstrument_async_engine(adb: AsyncEngine) -> None:
     sqlwatch.instrument(adb)
     tracker = tracker_for(adb)
     assert tracker is not None
-    registrations = list(tracker._registrations)
+    registrations = [(ref(), name, fn) for ref, name, fn in tracker._registrations]
 
     sqlwatch.uninstrument(adb)
 

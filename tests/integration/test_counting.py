@@ -164,6 +164,28 @@ def test_process_wide_duplicates_come_from_scopes_only(db: Engine) -> None:
     assert [(d.sql, d.count) for d in duplicates] == [("SELECT 2", 2)]
 
 
+def test_process_wide_duplicates_are_repeats_within_one_unit_of_work(db: Engine) -> None:
+    """Fifty requests that each read the same row once have no duplicate; a request
+    that reads it twice has one, and such repeats add up over requests."""
+    sqlwatch.instrument(db, exporters=())
+    with db.connect() as connection:
+        for _ in range(50):
+            with sqlwatch.watch():
+                connection.execute(text("SELECT 1")).all()
+        for _ in range(3):
+            with sqlwatch.watch():
+                connection.execute(text("SELECT 2")).all()
+                connection.execute(text("SELECT 2")).all()
+        with sqlwatch.watch(), sqlwatch.watch():  # nested: one unit of work
+            connection.execute(text("SELECT 3")).all()
+            connection.execute(text("SELECT 3")).all()
+            connection.execute(text("SELECT 3")).all()
+
+    duplicates = sqlwatch.report().duplicates
+
+    assert [(d.sql, d.count) for d in duplicates] == [("SELECT 2", 6), ("SELECT 3", 3)]
+
+
 def test_what_waits_to_be_folded_stays_small(db: Engine) -> None:
     """Many SQL strings counted, the report never read: what waits for the fold is
     bounded per engine, not per string (a list per string could hold a lot). The

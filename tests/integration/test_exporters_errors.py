@@ -147,6 +147,13 @@ def test_unknown_exporter_name_is_a_value_error_naming_the_valid_ones(db: Engine
         resolve_exporters(["json:"])
     with pytest.raises(ValueError, match=r"neither an Exporter nor a name"):
         resolve_exporters([42])
+
+    class OnlyScopeEnd:  # some hooks, not an Exporter: would fail on every statement
+        def on_scope_end(self, report: object) -> None:
+            pass
+
+    with pytest.raises(ValueError, match=r"subclass sqlwatch.exporters.Exporter"):
+        sqlwatch.watch(exporters=[OnlyScopeEnd()])
     (shared,) = resolve_exporters(["logging"])
     assert isinstance(shared, LoggingExporter)
     assert resolve_exporters(["logging", "logging"]) == (shared,)

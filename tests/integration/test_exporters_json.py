@@ -71,6 +71,21 @@ def test_a_report_file_gets_the_mode_of_any_new_file(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_a_report_written_over_a_restricted_file_stays_restricted(tmp_path: Path) -> None:
+    """A report with captured parameters, chmod 600 by its owner, must not become
+    world-readable at the next write."""
+    target = sqlwatch.Report(name="r").save(tmp_path / "report.json")
+    os.chmod(target, 0o600)
+    umask = os.umask(0o022)
+    try:
+        sqlwatch.Report(name="r2").save(target)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    assert sqlwatch.Report.load(target).name == "r2"
+
+
 def test_literals_are_normalized_unless_parameters_were_captured(
     db: Engine, tmp_path: Path
 ) -> None:
@@ -168,3 +183,45 @@ def test_reset_unregisters_the_exit_write(tmp_path: Path) -> None:
         """,
     )
     assert not target.exists()
+
+
+def test_a_path_under_tilde_is_in_the_home_folder(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("USERPROFILE", str(home))  # Windows
+    monkeypatch.chdir(work)
+    sqlwatch.instrument(db, exporters=())
+    with sqlwatch.watch(exporters=["json:~/reports/watch.json"]), db.connect() as connection:
+        connection.execute(select(User.id)).all()
+    assert sqlwatch.Report.load(home / "reports" / "watch.json").query_count == 1
+    assert list(work.iterdir()) == []  # no folder named "~"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_an_unwritable_path_at_exit_leaves_the_other_files_written(tmp_path: Path) -> None:
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    fine = tmp_path / "fine.json"
+    done = run_in_fresh_interpreter(
+        tmp_path,
+        f"""
+        import sqlwatch
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine("sqlite:///{tmp_path / "app.db"}")
+        """,
+        f"""
+        sqlwatch.instrument(engine, exporters=["json:{tmp_path / "loop-a" / "r.json"}"])
+        other = create_engine("sqlite:///{tmp_path / "other.db"}")
+        sqlwatch.instrument(other, exporters=["json:{fine}"])
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        """,
+    )
+    assert sqlwatch.Report.load(fine).query_count == 1
+    assert "Exception ignored" not in done.stderr, done.stderr
+    assert "sqlwatch internal error in JSONExporter at exit" in done.stderr

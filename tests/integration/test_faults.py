@@ -10,15 +10,12 @@ statements still run and return their results, that nothing escapes from
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.exc import IntegrityError
 
 import sqlwatch
-from sqlwatch import _guard
-from sqlwatch._guard import raise_internal_errors
 from sqlwatch.detectors.duplicates import Duplicates
 from sqlwatch.exporters import Exporter
 from sqlwatch.instrumentation import tracker_for
@@ -31,15 +28,6 @@ class InjectedFault(Exception):
 
 def _boom(*args: object, **kwargs: object) -> None:
     raise InjectedFault("injected by the test")
-
-
-@pytest.fixture
-def production_mode(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Internal errors are swallowed (as for users), and none was logged recently."""
-    monkeypatch.setattr(_guard, "_last_logged", {})
-    raise_internal_errors(False)
-    yield
-    raise_internal_errors(True)
 
 
 @pytest.fixture
@@ -138,7 +126,10 @@ def test_broken_detector_does_not_escape_the_watch(
     assert live.query_count == final.query_count == 1
     assert process.query_count >= 1
     assert internal_errors(caplog)
-    assert all(isinstance(r.exc_info[1], InjectedFault) for r in internal_errors(caplog))
+    assert all(
+        r.exc_info is not None and isinstance(r.exc_info[1], InjectedFault)
+        for r in internal_errors(caplog)
+    )
 
 
 def test_broken_watch_close_keeps_the_applications_exception(
@@ -193,3 +184,74 @@ def test_in_the_test_suite_internal_errors_raise(
         conn.execute(text("SELECT 1"))
     with pytest.raises(InjectedFault):
         sqlwatch.report()  # processing the pending statement analyzes it
+
+
+class RaisingHandler(logging.Handler):
+    """A handler whose ``emit`` raises instead of calling ``handleError``: a log
+    shipper whose backend is down, as some third-party handlers do."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.calls = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.calls += 1
+        raise RuntimeError("log shipping is down")
+
+
+def test_a_sqlwatch_log_handler_that_raises_does_not_reach_the_application(
+    db: Engine, production_mode: None
+) -> None:
+    """The logging exporter's warning fails in the handler, and so does the report
+    of that internal error, on the same logger: neither may reach the statement."""
+    sqlwatch.uninstrument(db)
+    sqlwatch.instrument(db, exporters=["logging"], slow_query_ms=0)
+    handler = RaisingHandler()
+    logger = logging.getLogger("sqlwatch")
+    logger.addHandler(handler)
+    try:
+        with sqlwatch.watch(slow_query_ms=0, exporters=["logging"]) as w, db.connect() as conn:
+            answers = [conn.execute(text(f"SELECT {i} + 1")).scalar() for i in range(3)]
+    finally:
+        logger.removeHandler(handler)
+
+    assert answers == [1, 2, 3]
+    assert handler.calls  # the handler was reached, and raised
+    assert w.query_count == 3
+    assert len(w.report.slow_queries) == 3
+
+
+def test_unreadable_memory_figures_do_not_break_instrument_or_watch(
+    engine: Engine,
+    production_mode: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No /proc (a sandbox) and psutil refused too: ``instrument()`` and ``watch()``
+    read RSS where the application calls them, and must not raise there."""
+    import psutil
+
+    from sqlwatch import _rss
+
+    class NoProc(_rss._Statm):
+        def read(self) -> int:
+            raise FileNotFoundError("/proc/self/statm")
+
+    def denied(self: psutil.Process) -> None:
+        raise psutil.AccessDenied(pid=self.pid)
+
+    monkeypatch.setattr(_rss, "_reader", NoProc())
+    monkeypatch.setattr(psutil.Process, "memory_info", denied)
+
+    sqlwatch.instrument(engine, exporters=())
+    with sqlwatch.watch() as w, engine.connect() as conn:
+        assert conn.execute(text("SELECT 42")).scalar() == 42
+    report = w.report
+
+    assert report.query_count == 1
+    assert report.resources is not None
+    assert report.resources.rss_start_bytes == report.resources.rss_end_bytes == 0
+    [record] = internal_errors(caplog)  # once, though RSS was asked for several times
+    assert "reading RSS" in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], psutil.AccessDenied)

@@ -344,6 +344,24 @@ def test_n_plus_one_event_lands_on_the_current_span(db: Engine, otel: OTel) -> N
     assert sum(p.value for p in counter.data.data_points) == 1
 
 
+def test_a_repeated_statement_n_plus_one_in_a_watch_is_an_event_on_the_current_span(
+    db: Engine, otel: OTel
+) -> None:
+    """A Core loop waits in the batch until the watch closes: the finding made then
+    is still this request's, and goes on its span."""
+    sqlwatch.instrument(db, exporters=[otel.exporter])
+    span = otel.tracer.start_as_current_span("GET /users")
+    with span, sqlwatch.watch("users") as w, db.connect() as connection:
+        for user_id in (1, 2, 3):
+            connection.execute(select(User.name).where(User.id == user_id)).all()
+    assert [f.kind for f in w.report.n_plus_one] == ["repeated_statement"]
+    (finished,) = [s for s in otel.memory.get_finished_spans() if s.name == "GET /users"]
+    events = [e for e in finished.events if e.name == "sqlwatch.n_plus_one"]
+    assert [dict(e.attributes or {})["sqlwatch.n_plus_one.kind"] for e in events] == [
+        "repeated_statement"
+    ]
+
+
 def test_an_n_plus_one_is_processed_load_by_load_only_until_reported(
     engine: Engine, otel: OTel, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -98,3 +98,49 @@ def test_sdk_disabled_by_environment_emits_nothing(tmp_path: Path) -> None:
         tmp_path,
     )
     assert result == {"enabled": False}
+
+
+def test_providers_taken_before_the_sdk_is_set_up_follow_it(tmp_path: Path) -> None:
+    # ``trace.get_tracer_provider()`` before the SDK is configured is the API's
+    # proxy, which stands for the global provider set later: spans must follow.
+    result = run_script(
+        """
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+        from sqlwatch.exporters import OTelExporter
+
+        exporter = OTelExporter(
+            tracer_provider=trace.get_tracer_provider(),
+            meter_provider=metrics.get_meter_provider(),
+        )
+        sqlwatch.instrument(engine, exporters=[exporter])
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))  # before any SDK: nothing
+            enabled_before = exporter.statement_enabled()
+            memory = InMemorySpanExporter()
+            provider = TracerProvider()
+            provider.add_span_processor(SimpleSpanProcessor(memory))
+            trace.set_tracer_provider(provider)
+            reader = InMemoryMetricReader()
+            metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+            connection.execute(text("SELECT 2"))
+        spans = [s.name for s in memory.get_finished_spans()]
+        points = [
+            p.count
+            for rm in reader.get_metrics_data().resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "db.client.operation.duration"
+            for p in m.data.data_points
+        ]
+        print(json.dumps({"before": enabled_before, "spans": spans, "points": points}))
+        """,
+        tmp_path,
+    )
+    assert result == {"before": False, "spans": ["SELECT"], "points": [1]}

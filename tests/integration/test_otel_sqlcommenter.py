@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.engine import Connection
 
 import sqlwatch
@@ -93,6 +93,20 @@ def test_a_watch_can_turn_it_on(engine: Engine, received: Received, otel: OTel) 
         after = received.run(connection)
     assert TRACEPARENT.search(inside)
     assert "traceparent" not in after
+
+
+def test_a_watch_comments_only_the_engines_it_watches(
+    engine: Engine, received: Received, otel: OTel
+) -> None:
+    other = create_engine("sqlite://")
+    sqlwatch.instrument(engine, exporters=[otel.exporter])
+    sqlwatch.instrument(other, exporters=())
+    span = otel.tracer.start_as_current_span("request")
+    only_other = sqlwatch.watch(engines=[other], sqlcommenter=True)
+    with engine.connect() as connection, span, only_other:
+        sent = received.run(connection)
+    assert "traceparent" not in sent
+    other.dispose()
 
 
 def test_the_comment_changes_no_fingerprint(

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import create_engine
+import pytest
+from sqlalchemy import create_engine, exc
 
 import sqlwatch
 from tests.integration.helpers import bytes_that_outlive
@@ -41,3 +42,29 @@ def test_a_hundred_thousand_checkouts_in_bounded_memory(tmp_path: Path) -> None:
     assert stats.checkouts == stats.checkins == CYCLES
     assert w.report.pools[handle.name].checkouts == CYCLES
     assert ours < BOUND_BYTES, f"sqlwatch kept {ours} bytes over {TRACED} checkouts"
+
+
+def test_an_exhausted_pool_times_out_in_bounded_memory(tmp_path: Path) -> None:
+    """A leak that exhausts the pool makes every later request time out, for as
+    long as the application runs: no connection comes back to fold the waits."""
+    engine = create_engine(
+        f"sqlite:///{tmp_path / 'memory.db'}", pool_size=1, max_overflow=0, pool_timeout=1e-6
+    )
+    handle = sqlwatch.instrument(engine, exporters=())
+
+    def time_out(n: int) -> None:
+        for _ in range(n):
+            with pytest.raises(exc.TimeoutError):
+                engine.connect()
+
+    held = engine.connect()
+    try:
+        with sqlwatch.watch() as w:  # the scope's figures must stay bounded too
+            ours, _ = bytes_that_outlive(lambda: time_out(TRACED))
+    finally:
+        held.close()
+        engine.dispose()
+
+    assert sqlwatch.report().pools[handle.name].timeouts == TRACED
+    assert w.report.pools[handle.name].timeouts == TRACED
+    assert ours < BOUND_BYTES, f"sqlwatch kept {ours} bytes over {TRACED} timeouts"

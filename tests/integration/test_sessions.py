@@ -120,6 +120,42 @@ def test_sessions_are_held_weakly(engine: Engine) -> None:
     assert [leak.kind for leak in w.report.leaks] == ["garbage_collected"]
 
 
+def test_a_collected_session_whose_id_is_reused_still_counts_as_closed(engine: Engine) -> None:
+    """A session dropped without ``close()`` and collected frees its ``id``,
+    which CPython soon gives to a new session: the first is closed, not lost."""
+    sqlwatch.instrument(engine)
+    seen: set[int] = set()
+    with sqlwatch.watch() as w:
+        while len(seen) < 1000:
+            session = Session(engine)
+            reused = id(session) in seen
+            seen.add(id(session))
+            session.execute(text("select 1"))
+            del session
+            gc.collect()
+            if reused:
+                break
+        assert reused
+    dropped = len(seen) + 1
+    assert w.report.sessions == SessionStats(opened=dropped, closed=dropped, unclosed=0)
+    assert sqlwatch.report().sessions == SessionStats(opened=dropped, closed=dropped, unclosed=0)
+
+
+def test_a_session_open_across_uninstrument_and_instrument_counts_once(engine: Engine) -> None:
+    """The process-wide counts survive ``uninstrument``; a session they count as
+    open, used again once the engine is instrumented again, is not opened twice."""
+    instrumentation = sqlwatch.instrument(engine)
+    session = Session(engine)
+    session.execute(text("select 1"))
+    instrumentation.uninstrument()
+    session.commit()  # unseen: no listener
+    sqlwatch.instrument(engine)
+    session.execute(text("select 1"))
+    assert sqlwatch.report().sessions.unclosed == 1
+    session.close()
+    assert sqlwatch.report().sessions == SessionStats(opened=1, closed=1, unclosed=0)
+
+
 def test_a_connection_dropped_inside_a_session_is_not_kept_alive(engine: Engine) -> None:
     sqlwatch.instrument(engine)
     connection = engine.connect()

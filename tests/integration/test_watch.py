@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Generator, Iterator
 
 import pytest
@@ -363,3 +364,27 @@ def test_decorated_generator_is_one_unit_of_work_across_its_items(
     assert [(f.relationship, f.count) for f in watcher.n_plus_one] == [("User.addresses", 3)]
     process = sqlwatch.report().n_plus_one
     assert [(f.relationship, f.count) for f in process] == [("User.addresses", 3)]
+
+
+def test_scope_names_past_the_limit_count_under_one_name(
+    db: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Names made from raw URLs would grow the table for ever: past the limit, their
+    runs still count, under one name, and the logger says so once."""
+    from sqlwatch import scope
+
+    monkeypatch.setattr(scope, "MAX_CHILD_SCOPES", 3)
+    with caplog.at_level(logging.WARNING, logger="sqlwatch"):
+        for n in range(6):
+            with sqlwatch.watch(f"GET /users/{n}"):
+                run(db, "SELECT 1")
+    summaries = {s.name: (s.runs, s.query_count) for s in sqlwatch.report().scopes}
+    assert summaries == {
+        "GET /users/0": (1, 1),
+        "GET /users/1": (1, 1),
+        "GET /users/2": (1, 1),
+        scope.OTHER_SCOPES: (3, 3),
+    }
+    warnings = [r for r in caplog.records if r.name == "sqlwatch"]
+    assert len(warnings) == 1
+    assert "counted under '(other scopes)'" in warnings[0].getMessage()

@@ -260,6 +260,68 @@ def test_start_response_exc_info_is_passed_through(db: Engine) -> None:
     assert received[0][1][1] is ERROR
 
 
+def test_an_n_plus_one_over_a_streamed_body_reaches_the_process_report(db: Engine) -> None:
+    """The chunks of a streamed body are one unit of work, as the request before
+    them: a lazy load per chunk is an N+1 in the process-wide report too (and
+    the process-wide logging exporter warns of it), not only in the request's."""
+
+    def export(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/csv")])
+        with Session(db) as session:
+            for user in session.scalars(select(User).order_by(User.id)).all():
+                yield ",".join(address.email for address in user.addresses).encode()
+
+    _, body = server_like(SQLWatchMiddleware(export), "/export")
+    assert len(list(body)) == 3
+    body.close()
+    (finding,) = endpoints()["GET /export"].n_plus_one
+    assert (finding.relationship, finding.count) == ("User.addresses", 3)
+    assert [(f.relationship, f.count) for f in sqlwatch.report().n_plus_one] == [
+        ("User.addresses", 3)
+    ]
+
+
+def test_a_server_file_wrapper_is_returned_as_is(db: Engine, tmp_path: Any) -> None:
+    """A server recognises its ``wsgi.file_wrapper`` by type to send the file with
+    sendfile() (PEP 3333): the middleware hands Flask's ``send_file`` body back
+    unwrapped, and the request is complete."""
+    from wsgiref.util import FileWrapper
+
+    from flask import send_file
+
+    path = tmp_path / "report.pdf"
+    path.write_bytes(b"%PDF-1.7")
+    app = Flask(__name__)
+
+    @app.get("/reports/<int:report_id>")
+    def report(report_id: int) -> Response:
+        run(db, 1)
+        return send_file(path)
+
+    environ = EnvironBuilder(path="/reports/7").get_environ()
+    environ["wsgi.file_wrapper"] = FileWrapper
+    started: list[Any] = []
+    body = SQLWatchMiddleware(app.wsgi_app)(environ, lambda *args: started.append(args))
+    assert isinstance(body, FileWrapper)
+    assert b"".join(body) == b"%PDF-1.7"
+    body.close()
+    assert queries_in(dict(started[0][1])) == 1
+    assert endpoints()["GET /reports/{report_id}"].query_count == 1
+
+
+def test_made_up_methods_share_one_name(db: Engine) -> None:
+    http = flask_app(db).test_client()
+    for n in range(3):
+        with http.open("/users/1", method=f"PROBE{n}") as response:
+            assert response.status_code == 405
+    with http.open("/users/1", method="DELETE") as response:
+        assert response.status_code == 405
+    assert {name: s.runs for name, s in endpoints().items()} == {
+        "_OTHER (unmatched)": 3,
+        "DELETE (unmatched)": 1,
+    }
+
+
 def test_options_are_validated_when_the_middleware_is_created() -> None:
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         return []
@@ -270,6 +332,8 @@ def test_options_are_validated_when_the_middleware_is_created() -> None:
         SQLWatchMiddleware(app, server_timing=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="option 'n_plus_one_threshold'"):
         SQLWatchMiddleware(app, n_plus_one_threshold=1)
+    with pytest.raises(ValueError, match="unknown exporter 'json'"):
+        SQLWatchMiddleware(app, exporters=["json"])  # not at each request, swallowed
 
 
 @pytest.fixture(autouse=True)
