@@ -105,6 +105,11 @@ class Aggregator:
         self.fingerprints: dict[str, FingerprintAggregate] = {}
         self.errors: dict[str, int] = {}
         self._unfolded = 0
+        self._overflow_operations: dict[str, int] = {}
+        self._overflow_tables: dict[str, int] = {}
+        """What the statements folded into the overflow aggregate were: its own
+        operation is ``OTHER`` and it has no tables, but the report's ``operations``
+        and ``tables`` count every statement."""
 
     def add_batch(self, executions: list[Execution]) -> None:
         fingerprints = self.fingerprints
@@ -113,7 +118,7 @@ class Aggregator:
             total += duration
             aggregate = fingerprints.get(info.fingerprint)
             if aggregate is None:
-                aggregate = self._new_aggregate(info)
+                aggregate = self._new_aggregate(info, 1)
             aggregate._unfolded.append(duration)
             sites = aggregate.call_sites
             seen = sites.get(site)
@@ -141,7 +146,7 @@ class Aggregator:
         """Statements of one SQL string that left no record (``Counted``)."""
         aggregate = self.fingerprints.get(info.fingerprint)
         if aggregate is None:
-            aggregate = self._new_aggregate(info)
+            aggregate = self._new_aggregate(info, len(durations))
         aggregate._unfolded.extend(durations)
         counts = aggregate.call_sites
         for site, n in Counter(sites).items():
@@ -156,8 +161,19 @@ class Aggregator:
         if self._unfolded >= MAX_UNFOLDED:
             self.fold()
 
-    def _new_aggregate(self, info: StatementInfo) -> FingerprintAggregate:
+    def _new_aggregate(self, info: StatementInfo, statements: int) -> FingerprintAggregate:
+        """The aggregate of a fingerprint not seen yet, or, past ``MAX_FINGERPRINTS``,
+        the overflow one (then every statement of ``info`` comes here)."""
         if len(self.fingerprints) >= MAX_FINGERPRINTS:
+            operations = self._overflow_operations
+            operations[info.operation] = operations.get(info.operation, 0) + statements
+            tables = self._overflow_tables
+            for table in info.tables:
+                seen = tables.get(table)
+                if seen is not None:
+                    tables[table] = seen + statements
+                elif len(tables) < MAX_FINGERPRINTS:  # bounded, as the fingerprints are
+                    tables[table] = statements
             info = _OVERFLOW_INFO
             existing = self.fingerprints.get(OVERFLOW_FINGERPRINT)
             if existing is not None:
@@ -180,9 +196,15 @@ class Aggregator:
         tables: dict[str, int] = {}
         for aggregate in self.fingerprints.values():
             info = aggregate.info
+            if info is _OVERFLOW_INFO:
+                continue
             operations[info.operation] = operations.get(info.operation, 0) + aggregate.count
             for table in info.tables:
                 tables[table] = tables.get(table, 0) + aggregate.count
+        for operation, n in self._overflow_operations.items():
+            operations[operation] = operations.get(operation, 0) + n
+        for table, n in self._overflow_tables.items():
+            tables[table] = tables.get(table, 0) + n
         ranked = sorted(self.fingerprints.values(), key=lambda a: -a.fold().total_ns)
         fields.update(
             query_count=self.query_count,

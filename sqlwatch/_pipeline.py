@@ -128,33 +128,40 @@ class Pipeline:
         if not pending:
             return
         with self.lock:
-            self._origin = origin
-            popleft = pending.popleft
-            batch: list[Execution] = []
-            by_scope: dict[Scope, list[Execution]] = {}
-            while pending:
-                try:
-                    raw = popleft()
-                except IndexError:
-                    break
-                try:
-                    execution = process(raw)
-                except Exception as exc:
-                    report_internal_error("statement processing", exc)
-                    continue
-                batch.append(execution)
-                for scope in raw.chain.scopes:
-                    by_scope.setdefault(scope, []).append(execution)
-            process_scope = self.process_scope
-            if process_scope is not None:
-                by_scope = {process_scope: batch, **by_scope}
-            for scope, executions in by_scope.items():
-                try:
-                    scope.add_batch(executions)
-                except Exception as exc:  # flush runs in the app's call: never raise there
-                    report_internal_error("scope aggregation", exc)
-            self._origin = None
+            outer_origin, self._origin = self._origin, origin
+            try:
+                self._process_pending()
+            finally:  # an exporter that runs SQL flushes within this flush
+                self._origin = outer_origin
         RSS_SAMPLER.maybe_sample()  # rate-limited: a comparison unless 50 ms have passed
+
+    def _process_pending(self) -> None:
+        """Lock held."""
+        pending = self.pending
+        popleft = pending.popleft
+        batch: list[Execution] = []
+        by_scope: dict[Scope, list[Execution]] = {}
+        while pending:
+            try:
+                raw = popleft()
+            except IndexError:
+                break
+            try:
+                execution = process(raw)
+            except Exception as exc:
+                report_internal_error("statement processing", exc)
+                continue
+            batch.append(execution)
+            for scope in raw.chain.scopes:
+                by_scope.setdefault(scope, []).append(execution)
+        process_scope = self.process_scope
+        if process_scope is not None:
+            by_scope = {process_scope: batch, **by_scope}
+        for scope, executions in by_scope.items():
+            try:
+                scope.add_batch(executions)
+            except Exception as exc:  # flush runs in the app's call: never raise there
+                report_internal_error("scope aggregation", exc)
 
     def ran_here(self, execution: Execution) -> bool:
         """Whether a statement being processed ran in the current thread or task:

@@ -5,12 +5,20 @@ Both formats come from one list of sections, so they never disagree.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlwatch.report import Report
 
-__all__ = ["Section", "render_markdown", "render_text", "report_sections"]
+__all__ = [
+    "Section",
+    "markdown_code",
+    "markdown_text",
+    "render_markdown",
+    "render_text",
+    "report_sections",
+]
 
 _SQL_WIDTH = 80
 
@@ -232,13 +240,54 @@ def _aligned(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
     return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*~<|]|_+|&(?=#?\w+;)")
+"""Code, emphasis, strikethrough, HTML, a table's cell border; underscores; an
+entity (``&lt;``)."""
+_LINE_BREAK = re.compile(r"[\r\n]+")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    found = match.group()
+    if found[0] == "_":
+        text, start, end = match.string, match.start(), match.end()
+        if start > 0 and end < len(text) and text[start - 1].isalnum() and text[end].isalnum():
+            return found  # inside a word (``sleep_ms``): never emphasis
+    return "".join("\\" + c for c in found)
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as literal Markdown (GitHub's): in a table cell or a list item.
+
+    SQL and file paths are full of what Markdown reads as markup:
+    ``SELECT t.*, u.* FROM t JOIN u ...`` would show in italics with its stars
+    gone, ``app/__init__.py`` as ``app/init.py`` in bold, ``|`` would end the
+    cell and a line break the table.
+    """
+    return _MARKDOWN_SPECIAL.sub(_escaped, _LINE_BREAK.sub(" ", text))
+
+
+def markdown_code(text: str, *, in_table: bool = True) -> str:
+    """``text`` as a Markdown code span: fenced by more backticks than it holds in
+    a row (a MySQL identifier is quoted with them), padded where it starts or ends
+    with one. In a table, ``|`` is escaped: GitHub splits a table's cells before it
+    reads code spans (elsewhere the backslash would show)."""
+    text = _LINE_BREAK.sub(" ", text)
+    if in_table:
+        text = text.replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def render_markdown(report: Report, *, top: int = 10) -> str:
-    lines = [f"### sqlwatch: {_headline(report)}"]
+    lines = [f"### sqlwatch: {markdown_text(_headline(report))}"]
+    note = _dropped_note(report)
+    if note:
+        lines += ["", note]
     for section in report_sections(report, top=top):
         lines += ["", f"#### {section.title}", ""]
         lines.append("| " + " | ".join(section.headers) + " |")
         lines.append("|" + "|".join("---" for _ in section.headers) + "|")
         for row in section.rows:
-            cells = [c.replace("|", "\\|") for c in row]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append("| " + " | ".join(markdown_text(c) for c in row) + " |")
     return "\n".join(lines)

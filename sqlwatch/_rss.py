@@ -119,7 +119,6 @@ class RssSampler:
 
     def __init__(self) -> None:
         self.next_ns = 0
-        self.samples = 0
         self._lock = threading.Lock()
         self._scopes: set[weakref.ref[Any]] = set()
         """Weak references to the open scopes, each removed when its scope goes."""
@@ -143,7 +142,6 @@ class RssSampler:
         try:
             self.next_ns = now_ns + INTERVAL_NS
             rss = self._rss()
-            self.samples += 1
             for ref in list(self._scopes):
                 scope = ref()
                 if scope is not None and rss > scope.rss_peak:

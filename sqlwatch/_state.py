@@ -7,6 +7,7 @@ pipeline with the process-wide scope, and the shared ORM listener. Tests call
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,26 @@ class _State:
 
 
 STATE = _State()
+
+
+def _renew_locks_in_child() -> None:
+    """A child forked while another thread of the parent held one of these locks
+    (instrumenting, ending a session's transaction, creating an analyzer) would
+    wait for it for ever: that thread does not exist in the child. (The pipeline,
+    the pool trackers and the RSS sampler renew their own.)"""
+    from sqlwatch._analysis import _analyzer
+    from sqlwatch.detectors import unused_eager_loads
+    from sqlwatch.exporters import json_report
+
+    STATE.lock = threading.RLock()
+    STATE.sessions.lock = threading.RLock()
+    _analyzer._creating = threading.Lock()
+    unused_eager_loads._lock = threading.RLock()
+    json_report._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_renew_locks_in_child)
 
 
 def export_statement(

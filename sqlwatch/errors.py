@@ -5,7 +5,9 @@
     Exception
      └── SQLWatchError                       anything sqlwatch raises deliberately
           ├── QueryCountExceeded (AssertionError)   assert_max_queries failed
-          └── NPlusOneDetected  (AssertionError)    assert_no_n_plus_one failed
+          ├── NPlusOneDetected  (AssertionError)    assert_no_n_plus_one failed
+          └── ReportError       (ValueError)        Report.load / from_dict: a file or
+                                                    dict that is not a report
 
     UserWarning
      └── NPlusOneWarning                     an N+1 in a test, under

@@ -156,9 +156,13 @@ def instrument(
             STATE.pipeline.process_scope = Scope(
                 "process", parsed.replace(exporters=()), process_wide=True
             )
-        tracker.attach()
-        for extension in ENGINE_EXTENSIONS:
-            extension(tracker, sync_engine)
+        try:
+            tracker.attach()
+            for extension in ENGINE_EXTENSIONS:
+                extension(tracker, sync_engine)
+        except BaseException:
+            tracker.detach()  # nothing half-attached left behind, out of uninstrument()'s reach
+            raise
         STATE.trackers[id(sync_engine)] = tracker
         STATE.sessions.install()
         handle = _handles[id(sync_engine)] = Instrumentation(tracker, engine)
@@ -257,3 +261,39 @@ def reset() -> None:
         STATE.pipeline.clear()
     clear_caches()
     reset_shared_exporters()
+    _forget_module_caches()
+
+
+def _forget_module_caches() -> None:
+    """The small caches of the hot paths, which hold the application's code
+    objects, mapped classes, exception classes and routes: after ``reset()`` they
+    keep nothing alive. (Not imported here if the application never used them.)"""
+    import sys
+
+    from sqlwatch import _guard
+    from sqlwatch._capture import call_sites, orm
+
+    caches: list[dict[Any, Any]] = [
+        _guard._last_logged,
+        call_sites._sites_at,
+        call_sites._formatted,
+        orm._relationships,
+    ]
+    for module_name, attribute in (
+        ("sqlwatch.exporters.otel", "_error_attributes"),
+        ("sqlwatch.integrations.asgi", "_templates"),
+        ("sqlwatch.integrations.wsgi", "_templates"),
+    ):
+        module = sys.modules.get(module_name)
+        if module is not None:
+            caches.append(getattr(module, attribute))
+    for cache in caches:
+        cache.clear()
+    from sqlwatch.detectors import n_plus_one
+
+    for keyed_by_class in (
+        n_plus_one._mapped_tables,
+        n_plus_one._reloads_identity,
+        n_plus_one._subclass_table_load,
+    ):
+        keyed_by_class.cache_clear()

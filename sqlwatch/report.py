@@ -15,12 +15,13 @@ import secrets
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlwatch._histogram import LogHistogram
 from sqlwatch._version import __version__
+from sqlwatch.errors import SQLWatchError
 from sqlwatch.records import (
     Duplicate,
     FingerprintStats,
@@ -46,7 +47,7 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-class ReportError(ValueError):
+class ReportError(SQLWatchError, ValueError):
     """A report file that cannot be read: missing, not JSON, or not a report."""
 
 
@@ -304,10 +305,13 @@ def _redact_finding(finding: NPlusOne, redactor: _Redactor) -> NPlusOne:
 
 
 def _parse_time(text: str) -> datetime | None:
+    """A report's start; one without a time zone (written by hand or by another
+    tool: sqlwatch writes ``Z``) is taken as UTC, so that two starts compare."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _merged_window(a: Report, b: Report) -> tuple[str, float]:

@@ -34,10 +34,6 @@ _RUNNING_CALL = "sqlwatch.watch.call"
 """The key, in ``Scope.extensions``, of the watch of one call of a decorated
 function: how the decorating watch finds the call running in this context."""
 
-SCOPE_HOOKS: list[Callable[[Scope, str], None]] = []
-"""Called with ``(scope, "open" | "close")`` around every watch: components that
-follow more than statements (pool checkouts, sessions) hook in here."""
-
 
 class Watch:
     """The statements one block of code ran, and what sqlwatch found in them."""
@@ -75,11 +71,6 @@ class Watch:
         if self._called_through is not None:
             scope.extensions[_RUNNING_CALL] = self
         self._token = push_scope(scope)
-        for hook in SCOPE_HOOKS:
-            try:
-                hook(scope, "open")
-            except Exception as exc:
-                report_internal_error("watch open hook", exc)
         return self
 
     def __exit__(
@@ -112,11 +103,6 @@ class Watch:
         STATE.pipeline.flush()
         with contextlib.suppress(ValueError):  # closed from another context (WSGI iteration)
             pop_scope(token)
-        for hook in SCOPE_HOOKS:
-            try:
-                hook(scope, "close")
-            except Exception as exc:
-                report_internal_error("watch close hook", exc)
         try:  # runs in ``__exit__``: must not replace the exception leaving the block
             scope.close()
             scope.extensions.pop(_RUNNING_CALL, None)  # no longer running (and no cycle left)

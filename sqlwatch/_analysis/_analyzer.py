@@ -21,6 +21,7 @@ from sqlwatch._analysis._dialects import known_dialect_names, scan_flags, sqlglo
 from sqlwatch._analysis._normalize import Normalized, Normalizer
 from sqlwatch._analysis._parse import Parsed, parse
 from sqlwatch._analysis._shape import Shaper
+from sqlwatch._guard import report_internal_error
 from sqlwatch.records import StatementInfo
 
 __all__ = [
@@ -154,7 +155,8 @@ class StatementAnalyzer:
         """``sql`` with its literal values as ``?`` (parameters and layout kept)."""
         try:
             return self._shape.redact(_as_text(sql))
-        except Exception:  # never raises: an unreadable statement is dropped
+        except Exception as exc:  # never raises: an unreadable statement is dropped
+            report_internal_error("redaction", exc)
             return ""
 
     def cache_info(self) -> CacheInfo:
@@ -176,7 +178,8 @@ class StatementAnalyzer:
         text = _as_text(sql)
         try:
             info = self._by_shape(text)
-        except Exception:  # a bug here must not reach the application
+        except Exception as exc:  # a bug here must not reach the application
+            report_internal_error("statement analysis", exc)
             info = _unanalyzable()
         if isinstance(sql, str) and len(sql) <= MAX_EXACT_KEY_CHARS:
             self._statements.add(sql, info)

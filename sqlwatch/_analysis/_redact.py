@@ -24,6 +24,7 @@ from sqlglot.dialects.dialect import Dialect
 
 from sqlwatch._analysis._dialects import ScanFlags, scan_flags, sqlglot_dialect_name
 from sqlwatch._analysis._shape import Shaper
+from sqlwatch._guard import report_internal_error
 
 __all__ = ["redact_literals_of_any"]
 
@@ -55,7 +56,8 @@ def redact_literals_of_any(sql: str, dialects: Iterable[str | None]) -> str:
         if len(lexers) == 1:
             return _shaper(lexers.pop()).redact(sql)
         return _redact_spans(sql, [s for f in lexers for s in _shaper(f).redacted_spans(sql)])
-    except Exception:
+    except Exception as exc:
+        report_internal_error("redaction", exc)
         return ""
 
 

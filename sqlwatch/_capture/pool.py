@@ -350,9 +350,6 @@ class PoolTracker:
                         if counters.active.pop(id(checkout), None) is not None:
                             counters.checked_out -= 1
 
-    def pools(self) -> list[Pool]:
-        return [pool for pool in (ref() for ref in self._pools) if pool is not None]
-
     def refresh(self) -> None:
         """Follow a pool assigned to ``engine.pool`` by hand: no hook announces one
         (``dispose`` is wrapped, an assignment cannot be), so this looks at a

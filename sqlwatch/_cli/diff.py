@@ -20,10 +20,11 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from sqlwatch._cli._options import non_negative_int
-from sqlwatch._render import _aligned, _ms
+from sqlwatch._render import _aligned, _ms, markdown_code, markdown_text
 from sqlwatch.records import NPlusOne, ScopeSummary
 from sqlwatch.report import Report
 
@@ -82,6 +83,10 @@ class Side:
     queries: float
     query_ms: float
     n_plus_one: tuple[NPlusOne, ...]
+    exact_queries: Fraction = Fraction(0)
+    """``queries`` as the exact ratio: the gate compares these, because per-run
+    floats do not subtract exactly (7/3 - 4/3 is 1.0000000000000002, which a
+    ``--max-increase 1`` would call a regression)."""
 
     @classmethod
     def of(cls, scope: ScopeSummary) -> Side:
@@ -91,6 +96,7 @@ class Side:
             queries=scope.query_count / runs,
             query_ms=scope.total_query_ms / runs,
             n_plus_one=scope.n_plus_one,
+            exact_queries=Fraction(scope.query_count, runs),
         )
 
 
@@ -108,7 +114,7 @@ class ScopeDiff:
     def change(self) -> float | None:
         if self.base is None or self.new is None:
             return None
-        return self.new.queries - self.base.queries
+        return float(self.new.exact_queries - self.base.exact_queries)
 
 
 _CALL_SITE = re.compile(r"(?P<path>.*):[0-9]+(?P<function> in .*)?", re.DOTALL)
@@ -167,7 +173,7 @@ def _compare(name: str, base: Side | None, new: Side | None, max_increase: int) 
     fixed = tuple(f for f in base.n_plus_one if n_plus_one_key(f) not in current) if base else ()
     reasons: list[str] = []
     if base is not None and new is not None:
-        grew = new.queries - base.queries
+        grew = new.exact_queries - base.exact_queries
         if grew > max_increase:
             allowance = f" (allowed: +{max_increase})" if max_increase else ""
             reasons.append(f"queries +{_count(grew)}{allowance}")
@@ -179,9 +185,9 @@ def _compare(name: str, base: Side | None, new: Side | None, max_increase: int) 
         status = REMOVED
     elif base is None:
         status = ADDED
-    elif new.queries > base.queries:
+    elif new.exact_queries > base.exact_queries:
         status = MORE
-    elif new.queries < base.queries:
+    elif new.exact_queries < base.exact_queries:
         status = FEWER
     elif fixed:
         status = FIXED
@@ -200,8 +206,8 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _count(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+def _count(value: float | Fraction) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{float(value):.1f}"
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -305,10 +311,9 @@ def _markdown(args: argparse.Namespace, base: Report, new: Report, diffs: list[S
     shown = _shown(args, diffs)
     if shown:
         lines += ["", "| " + " | ".join(_HEADERS) + " |", "|" + "---|" * len(_HEADERS)]
-        for row in _rows(shown):
-            cells = [c.replace("|", "\\|") for c in row]
-            cells[0] = f"`{cells[0]}`"
-            lines.append("| " + " | ".join(cells) + " |")
+        for name, *cells in _rows(shown):
+            row = [markdown_code(name), *(markdown_text(c) for c in cells)]
+            lines.append("| " + " | ".join(row) + " |")
     hidden = len(diffs) - len(shown)
     if hidden:
         lines += ["", f"{hidden} unchanged scope{'s' if hidden != 1 else ''} not shown."]
@@ -316,8 +321,8 @@ def _markdown(args: argparse.Namespace, base: Report, new: Report, diffs: list[S
     if details:
         lines += ["", "#### Regressions", ""]
         for name, why, fixes in details:
-            lines.append(f"- `{name}`: {why}".replace("|", "\\|"))
-            lines.extend(f"  - fix: {fix}" for fix in fixes)
+            lines.append(f"- {markdown_code(name, in_table=False)}: {markdown_text(why)}")
+            lines.extend(f"  - fix: {markdown_text(fix)}" for fix in fixes)
     lines += ["", _verdict(args, diffs)]
     return "\n".join(lines)
 

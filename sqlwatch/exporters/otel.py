@@ -411,7 +411,7 @@ class _EngineAttributes:
 
     Nothing here depends on the exporter, so several ``OTelExporter`` share it."""
 
-    __slots__ = ("base", "metric_base", "shapes", "span_min_ns")
+    __slots__ = ("base", "shapes", "span_min_ns")
 
     def __init__(self, tracker: EngineTracker) -> None:
         info: EngineInfo = tracker.info
@@ -423,7 +423,6 @@ class _EngineAttributes:
             if info.port is not None:
                 base[SERVER_PORT] = info.port
         self.base = base
-        self.metric_base = base
         self.span_min_ns = tracker.options.span_min_duration_ms * 1e6
         self.shapes: dict[int, _Shape] = {}
 

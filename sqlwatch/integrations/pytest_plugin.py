@@ -32,7 +32,6 @@ __all__ = ["SQLWatchFixture", "sqlwatch"]
 
 N_PLUS_ONE_POLICIES = ("fail", "warn", "off")
 MARKER_POLICIES = ("fail", "warn", "ignore")
-MARKER_KEYWORDS = ("max_queries", "n_plus_one")
 
 
 class Settings:

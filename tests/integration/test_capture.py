@@ -605,6 +605,23 @@ def test_instrument_rejects_what_is_not_an_engine() -> None:
         sqlwatch.instrument("sqlite://")  # type: ignore[arg-type]
 
 
+def test_a_failed_instrument_leaves_nothing_attached(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlwatch import instrumentation
+
+    def failing_extension(tracker: object, engine: Engine) -> None:
+        raise RuntimeError("an extension that cannot attach")
+
+    extensions = [*instrumentation.ENGINE_EXTENSIONS, failing_extension]
+    monkeypatch.setattr(instrumentation, "ENGINE_EXTENSIONS", extensions)
+    with pytest.raises(RuntimeError, match="cannot attach"):
+        sqlwatch.instrument(engine)
+    assert not DIALECT_HOOKS & set(vars(engine.dialect))
+    assert "connect" not in vars(engine.pool)  # the pool tracker's wrapper came off too
+    assert tracker_for(engine) is None
+
+
 def test_instrument_rejects_bad_options_and_leaves_the_engine_alone(engine: Engine) -> None:
     with pytest.raises(TypeError, match="slow_query"):
         sqlwatch.instrument(engine, slow_query=5)
@@ -742,3 +759,44 @@ def test_functions_made_at_run_time_each_get_their_own_line(db: Engine) -> None:
     assert [s.call_site for s in w.queries] == [
         f"<generated>:{blank_lines + 2} in run" for blank_lines in range(12)
     ]
+
+
+def test_reset_keeps_no_mapped_class_alive() -> None:
+    """Test suites define models per test and call reset() between tests: what
+    sqlwatch learnt of a model (its relationships, the call sites of its loads)
+    must not keep the classes alive."""
+    import weakref
+
+    from sqlalchemy import ForeignKey, Integer
+    from sqlalchemy.orm import DeclarativeBase, mapped_column, relationship
+
+    def one_test() -> weakref.ref[type]:
+        class LocalBase(DeclarativeBase):
+            pass
+
+        class Parent(LocalBase):
+            __tablename__ = "parent"
+            id = mapped_column(Integer, primary_key=True)
+            children = relationship("Child")
+
+        class Child(LocalBase):
+            __tablename__ = "child"
+            id = mapped_column(Integer, primary_key=True)
+            parent_id = mapped_column(Integer, ForeignKey("parent.id"))
+
+        engine = create_engine("sqlite://")
+        LocalBase.metadata.create_all(engine)
+        sqlwatch.instrument(engine, exporters=())
+        with Session(engine) as session:
+            session.add_all([Parent(id=1), Parent(id=2)])
+            session.commit()
+            for parent in session.scalars(select(Parent)).all():
+                len(parent.children)  # lazy loads: sqlwatch describes the relationship
+        assert sqlwatch.report().n_plus_one
+        engine.dispose()
+        return weakref.ref(Parent)
+
+    parent_class = one_test()
+    sqlwatch.reset()
+    gc.collect()
+    assert parent_class() is None

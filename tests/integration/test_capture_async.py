@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 import sqlwatch
 from sqlwatch.instrumentation import tracker_for
 from tests.integration.helpers import HEX, ISO_UTC, call_site_below
+from tests.integration.pool_helpers import engine_listeners, sqlwatch_listeners
 from tests.models import Address, Base, Tag, User, seed
 
 
@@ -128,6 +129,8 @@ async def test_uninstrument_async_engine(adb: AsyncEngine) -> None:
 
     for target, identifier, fn in registrations:
         assert not event.contains(target, identifier, fn), identifier
+    assert engine_listeners(adb.sync_engine) == []  # found independently of sqlwatch's list
+    assert sqlwatch_listeners(adb.sync_engine.pool) == []
     async with adb.connect() as conn, sqlwatch.watch() as w:
         await conn.execute(text("SELECT 1"))
     assert w.query_count == 0

@@ -199,6 +199,38 @@ def test_endpoints_compare_per_request(tmp_path: Path, capsys: pytest.CaptureFix
     assert "GET /users/{id}: queries +1" in out
 
 
+def save_requests(tmp_path: Path, name: str, per_request: list[int]) -> Path:
+    """A report of one endpoint whose requests ran ``per_request`` statements each."""
+    sqlwatch.reset()
+    engine = create_engine(f"sqlite:///{tmp_path / f'{name}.db'}")
+    sqlwatch.instrument(engine, exporters=())
+    for statements in per_request:
+        with sqlwatch.watch("GET /users"), engine.connect() as connection:
+            for _ in range(statements):
+                connection.execute(text("SELECT 1"))
+    path = sqlwatch.report().save(tmp_path / f"{name}.json")
+    engine.dispose()
+    sqlwatch.reset()
+    return path
+
+
+def test_growth_of_exactly_the_allowance_per_request_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """4/3 -> 7/3 queries per request is +1 exactly, though 7/3 - 4/3 is not 1 in floats."""
+    before = save_requests(tmp_path, "before", [1, 1, 2])
+    after = save_requests(tmp_path, "after", [2, 2, 3])
+    status, out, _ = diff(capsys, before, after, "--fail-on-regression", "--max-increase", "1")
+    assert status == 0, out
+    assert row(out, "GET")[:7] == ["/users", "more", "queries", "1.3", "->", "2.3", "+1"]
+    status, out, _ = diff(capsys, before, after, "--format", "json")
+    (scope,) = json.loads(out)["scopes"]
+    assert scope["change"] == 1.0
+    status, out, _ = diff(capsys, before, after, "--fail-on-regression")
+    assert status == 1
+    assert "GET /users: queries +1" in out
+
+
 def test_markdown_for_a_pull_request_comment(
     base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -217,6 +249,22 @@ def test_markdown_for_a_pull_request_comment(
     assert any(
         line.startswith("  - fix: Add .options(selectinload(User.addresses))") for line in lines
     )
+
+
+def test_markdown_shows_scope_names_as_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name with a backtick or a pipe stays one code span in one cell."""
+    name = "test_sql[`users` | __all__]"
+    before = save_report(tmp_path, "before", {name: (1, 1, 0)})
+    after = save_report(tmp_path, "after", {name: (1, 2, 0)})
+    _, out, _ = diff(capsys, before, after, "--format", "markdown")
+    lines = out.splitlines()
+    assert any(
+        line.startswith(r"| ``test_sql[`users` \| __all__]`` | regressed | 1 -> 2 | +1 |")
+        for line in lines
+    ), out
+    assert "- ``test_sql[`users` | __all__]``: queries +1" in lines
 
 
 def test_json_output(base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,6 @@ as production runs, to see the error logged and swallowed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,6 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 import sqlwatch
-from sqlwatch import _guard
-from sqlwatch._guard import raise_internal_errors
 from sqlwatch.exporters import Exporter, StatementEvent, resolve_exporters
 from sqlwatch.exporters.log import LoggingExporter
 from sqlwatch.records import Statement
@@ -71,14 +68,6 @@ def db(engine: Engine) -> Engine:
     with Session(engine) as session:
         seed(session)
     return engine
-
-
-@pytest.fixture
-def production_mode() -> Iterator[None]:
-    _guard._last_logged.clear()  # rate limit: one log a minute per site, process-wide
-    raise_internal_errors(False)
-    yield
-    raise_internal_errors(True)
 
 
 @pytest.mark.usefixtures("production_mode")

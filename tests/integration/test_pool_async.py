@@ -16,20 +16,35 @@ from tests.conftest import async_url, require_postgres_url
 from tests.integration.helpers import call_site_below
 from tests.integration.pool_helpers import sqlwatch_listeners
 
+DRIVERS = ["sqlite+aiosqlite", pytest.param("postgresql+asyncpg", marks=pytest.mark.postgres)]
 
-@pytest.fixture(
-    params=["sqlite+aiosqlite", pytest.param("postgresql+asyncpg", marks=pytest.mark.postgres)]
-)
-async def small_pool(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite+aiosqlite":
+
+async def _small_pool(driver: str, tmp_path: Path, timeout: float) -> AsyncIterator[AsyncEngine]:
+    if driver == "sqlite+aiosqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'async.db'}"
     else:
         url = async_url(require_postgres_url())
-    engine = create_async_engine(url, pool_size=2, max_overflow=1, pool_timeout=0.2)
+    engine = create_async_engine(url, pool_size=2, max_overflow=1, pool_timeout=timeout)
     async with engine.connect():  # the dialect's first-connect queries, before sqlwatch
         pass
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture(params=DRIVERS)
+async def small_pool(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """Three connections; a wait for one never times out, however loaded the machine."""
+    async for engine in _small_pool(request.param, tmp_path, timeout=30):
+        yield engine
+
+
+@pytest.fixture(params=DRIVERS)
+async def timing_out_pool(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[AsyncEngine]:
+    """Three connections, and a fourth caller gives up after 0.2 s."""
+    async for engine in _small_pool(request.param, tmp_path, timeout=0.2):
+        yield engine
 
 
 async def select_one(engine: AsyncEngine) -> None:
@@ -97,15 +112,15 @@ async def test_a_task_that_outlives_its_watch_adds_nothing_to_it(small_pool: Asy
     assert stats_of(small_pool).checkouts == 4
 
 
-async def test_async_exhaustion_counts_timeouts(small_pool: AsyncEngine) -> None:
-    sqlwatch.instrument(small_pool)
-    held = [await small_pool.connect() for _ in range(3)]
+async def test_async_exhaustion_counts_timeouts(timing_out_pool: AsyncEngine) -> None:
+    sqlwatch.instrument(timing_out_pool)
+    held = [await timing_out_pool.connect() for _ in range(3)]
     for _ in range(2):
         with pytest.raises(exc.TimeoutError):
-            await small_pool.connect()
+            await timing_out_pool.connect()
     for connection in held:
         await connection.close()
-    stats = stats_of(small_pool)
+    stats = stats_of(timing_out_pool)
     assert stats.timeouts == 2
     assert (stats.checkouts, stats.checkins, stats.checked_out) == (3, 3, 0)
     assert stats.wait_ms["max"] >= 150
