@@ -63,11 +63,14 @@ class FingerprintAggregate:
         info = self.info
         histogram = self.fold()
         ranked = sorted(self.call_sites.items(), key=lambda item: -item[1])
-        sites = tuple(
-            text
-            for text in (format_call_site(site) for site, _ in ranked[:REPORTED_CALL_SITES])
+        named = [
+            (text, n)
+            for text, n in (
+                (format_call_site(site), n) for site, n in ranked[:REPORTED_CALL_SITES]
+            )
             if text is not None
-        )
+        ]
+        sites = tuple(text for text, _ in named)
         total_ms = histogram.total_ns / 1e6
         count = histogram.count
         return FingerprintStats(
@@ -84,6 +87,7 @@ class FingerprintAggregate:
             max_ms=round(histogram.max_ns / 1e6, 4),
             call_sites=sites,
             histogram=histogram.items(),
+            call_site_counts=tuple(n for _, n in named),
         )
 
 

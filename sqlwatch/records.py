@@ -112,6 +112,10 @@ class FingerprintStats:
     histogram: tuple[tuple[int, int], ...] = ()
     """Log-bucketed durations ``(bucket, count)``: lets merged reports keep accurate
     percentiles. Bucket ``i`` holds durations near ``1.02 ** i`` nanoseconds."""
+    call_site_counts: tuple[int, ...] = ()
+    """How many of the statements ran from each of ``call_sites``, in the same order:
+    lets merged reports (pytest-xdist workers) rank call sites by frequency. Empty
+    in reports written before the field existed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -348,7 +348,7 @@ def _combine_stats(a: FingerprintStats, b: FingerprintStats) -> FingerprintStats
     count = a.count + b.count
     total = round(a.total_ms + b.total_ms, 4)
     max_ms = max(a.max_ms, b.max_ms)
-    sites = tuple(dict.fromkeys(a.call_sites + b.call_sites))[:5]
+    sites, site_counts = _combine_sites(a, b)
     if a.histogram and b.histogram:
         histogram = LogHistogram(a.histogram, max_ns=int(a.max_ms * 1e6))
         histogram.merge(LogHistogram(b.histogram, max_ns=int(b.max_ms * 1e6)))
@@ -368,7 +368,30 @@ def _combine_stats(a: FingerprintStats, b: FingerprintStats) -> FingerprintStats
         max_ms=max_ms,
         call_sites=sites,
         histogram=buckets,
+        call_site_counts=site_counts,
     )
+
+
+_REPORTED_SITES = 5
+
+
+def _combine_sites(
+    a: FingerprintStats, b: FingerprintStats
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The most frequent call sites of both sides, by their counts; in order of
+    appearance (and without counts) when a side's report predates the counts."""
+    if len(a.call_site_counts) != len(a.call_sites) or len(b.call_site_counts) != len(
+        b.call_sites
+    ):
+        return tuple(dict.fromkeys(a.call_sites + b.call_sites))[:_REPORTED_SITES], ()
+    counts: dict[str, int] = {}
+    for site, n in (
+        *zip(a.call_sites, a.call_site_counts, strict=True),
+        *zip(b.call_sites, b.call_site_counts, strict=True),
+    ):
+        counts[site] = counts.get(site, 0) + n
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:_REPORTED_SITES]
+    return tuple(site for site, _ in ranked), tuple(n for _, n in ranked)
 
 
 def merge_n_plus_one(a: Iterable[NPlusOne], b: Iterable[NPlusOne]) -> tuple[NPlusOne, ...]:

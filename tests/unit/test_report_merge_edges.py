@@ -1,7 +1,5 @@
-"""``Report.merge`` (pytest-xdist workers, several saved reports): the start of a
-report from another tool, and the ranking of call sites across workers (a known
-limitation, kept as a strict xfail until ``FingerprintStats`` carries per-site
-counts)."""
+"""``Report.merge`` (pytest-xdist workers, several saved reports): call sites ranked
+by frequency across workers, and the start of a report from another tool."""
 
 from __future__ import annotations
 
@@ -27,11 +25,6 @@ def hot(connection: Connection) -> None:
     connection.execute(text("SELECT 0"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="report.py _combine_stats keeps the first 5 distinct call sites of both "
-    "sides: FingerprintStats carries no per-site counts to rank them by",
-)
 def test_merged_call_sites_are_the_most_frequent_first(engine: Engine) -> None:
     with engine.connect() as connection:
         with sqlwatch.watch("worker 1") as one:  # five call sites, one statement each
