@@ -54,6 +54,8 @@ def tests(session: nox.Session, sqlalchemy: str) -> None:
     version = session.run(
         "python", "-c", "import sqlalchemy; print(sqlalchemy.__version__)", silent=True
     )
+    if version is None:  # `nox --install-only`: nothing runs, nothing to check
+        return
     version = str(version).strip()
     session.log(f"SQLAlchemy {version}")
     if not version.startswith(f"{sqlalchemy}."):

@@ -37,7 +37,7 @@ from sqlwatch._capture.call_sites import CallSite, CallSiteFinder
 from sqlwatch._capture.execution import OrmLoad, RawExecution, new_raw
 from sqlwatch._capture.orm import BOOKKEEPING_CODES, LOAD_OPTIONS, describe_load
 from sqlwatch._capture.sqlcommenter import with_traceparent
-from sqlwatch._context import ScopeChain, current_chain
+from sqlwatch._context import EMPTY_CHAIN, ScopeChain, current_chain
 from sqlwatch._guard import report_internal_error
 from sqlwatch._pipeline import BATCH, COUNT_FOLD, MAX_COUNTED, Counted, Pipeline
 from sqlwatch.config import Options
@@ -125,6 +125,23 @@ def _driver_error(exc: BaseException) -> type[BaseException]:
     if cause is not None and type(exc).__module__.startswith("sqlalchemy."):
         return type(cause)
     return type(exc)
+
+
+def _outside_scopes(initialize: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``Dialect.initialize``, run outside any scope. SQLAlchemy calls it on an
+    engine's first connection, which runs the dialect's own queries (PostgreSQL:
+    ``version()``, ``current_schema()``, ``standard_conforming_strings``): they
+    belong to no request or test, only to the process-wide report. Otherwise the
+    first test or request to connect would count three statements more."""
+
+    def sqlwatch_initialize(connection: Any) -> None:
+        token = current_chain.set(EMPTY_CHAIN)
+        try:
+            initialize(connection)
+        finally:
+            current_chain.reset(token)
+
+    return sqlwatch_initialize
 
 
 def engine_info(engine: Engine, name: str) -> EngineInfo:
@@ -228,6 +245,10 @@ class EngineTracker:
             for name, fn in hooks.items():
                 setattr(dialect, name, fn)
                 self._dialect_hooks.append((dialect, name, fn))
+            if "initialize" not in own:
+                initialize = _outside_scopes(dialect.initialize)
+                setattr(dialect, "initialize", initialize)  # noqa: B010 - an instance attribute, as the hooks
+                self._dialect_hooks.append((dialect, "initialize", initialize))
         self._pipeline.attach(self)
 
     def detach(self) -> None:
