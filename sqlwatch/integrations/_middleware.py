@@ -7,11 +7,10 @@ request would cost more than everything else the middleware does).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypedDict
 
-from sqlwatch._context import current_chain, pop_scope, push_scope
+from sqlwatch._context import current_chain, push_scope
 from sqlwatch.config import OPTION_NAMES, Options
 from sqlwatch.exporters import resolve_exporters
 from sqlwatch.watch import WATCH_DEFAULTS, Watch, _engine_ids
@@ -148,11 +147,7 @@ class RequestWatch(Watch):
         return scope.totals() if scope is not None else (0, 0)
 
     def suspend(self) -> None:
-        token = self._token
-        if token is not None:
-            self._token = None
-            with contextlib.suppress(ValueError):  # another context: nothing of ours to undo
-                pop_scope(token)
+        self._step_out()
 
     def resume(self) -> None:
         """Step back in, as part of the request's unit of work (``_unit``): the
@@ -164,12 +159,7 @@ class RequestWatch(Watch):
 
     def finish(self) -> None:
         """Close, whether the watch is suspended or not (idempotent)."""
-        scope = self._scope
-        if scope is None or scope.closed:
-            return
-        if self._token is None:
-            self._token = push_scope(scope, self._unit)
-        self._close()
+        self._finish()
 
 
 def server_timing(count: int, total_ns: int) -> str:
