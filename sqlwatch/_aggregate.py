@@ -29,6 +29,7 @@ scope, not per fingerprint (10,000 fingerprints with a few hundred each would
 be megabytes)."""
 MAX_CALL_SITES = 16
 REPORTED_CALL_SITES = 5
+"""Call sites a report lists per fingerprint (also when reports are merged)."""
 OVERFLOW_FINGERPRINT = "overflow"
 
 

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlwatch._aggregate import REPORTED_CALL_SITES
 from sqlwatch._histogram import LogHistogram
 from sqlwatch._version import __version__
 from sqlwatch.errors import SQLWatchError
@@ -372,25 +373,20 @@ def _combine_stats(a: FingerprintStats, b: FingerprintStats) -> FingerprintStats
     )
 
 
-_REPORTED_SITES = 5
-
-
 def _combine_sites(
     a: FingerprintStats, b: FingerprintStats
 ) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """The most frequent call sites of both sides, by their counts; in order of
     appearance (and without counts) when a side's report predates the counts."""
-    if len(a.call_site_counts) != len(a.call_sites) or len(b.call_site_counts) != len(
-        b.call_sites
-    ):
-        return tuple(dict.fromkeys(a.call_sites + b.call_sites))[:_REPORTED_SITES], ()
+    if any(len(side.call_site_counts) != len(side.call_sites) for side in (a, b)):
+        return tuple(dict.fromkeys(a.call_sites + b.call_sites))[:REPORTED_CALL_SITES], ()
     counts: dict[str, int] = {}
     for site, n in (
         *zip(a.call_sites, a.call_site_counts, strict=True),
         *zip(b.call_sites, b.call_site_counts, strict=True),
     ):
         counts[site] = counts.get(site, 0) + n
-    ranked = sorted(counts.items(), key=lambda item: -item[1])[:_REPORTED_SITES]
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:REPORTED_CALL_SITES]
     return tuple(site for site, _ in ranked), tuple(n for _, n in ranked)
 
 
